@@ -1,0 +1,3 @@
+from skillvet.cli import main
+
+raise SystemExit(main())

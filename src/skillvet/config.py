@@ -1,0 +1,270 @@
+"""Typed configuration: dataclasses, loaded from YAML with dotted command-line overrides.
+
+Every field has a docstring right under it; `describe()` reads them back from the source, so the
+resolved YAML written into a run directory explains itself. Loading checks for unknown keys
+(with a suggestion), wrong types and out-of-range values, and says which key is wrong.
+
+    cfg = load_config("recipes/household-tiny.yaml", ["algo.step_weight=0.5"])
+    print(to_yaml(cfg))
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import inspect
+import itertools
+import textwrap
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used, with the offending key in the message."""
+
+
+# --------------------------------------------------------------------------------------------
+# The configuration
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    """Run name; the run directory is `<out_dir>/<name>-<time>`."""
+    seed: int = 0
+    """Seed for task sampling, model initialisation and generation."""
+    out_dir: str = "runs"
+    """Folder that holds run directories."""
+
+    def __post_init__(self) -> None:
+        _require(bool(self.name.strip()), "run.name", "must not be empty")
+
+
+@dataclass
+class AlgoConfig:
+    estimator: Literal["gigpo", "grpo", "rloo"] = "gigpo"
+    """Advantage estimator: GiGPO (two-level groups), GRPO or RLOO."""
+    gamma: float = 0.95
+    """Discount of GiGPO's step returns."""
+    step_weight: float = 1.0
+    """w in A = A^E + w * A^S (GiGPO only)."""
+    norm: Literal["mean_std", "mean"] = "mean_std"
+    """Group normalisation: subtract the mean and divide by (std + eps), or only subtract."""
+    eps: float = 1e-6
+    """Added to the group std under "mean_std"."""
+    episode_stats: Literal["steps", "trajectories"] = "steps"
+    """Episode-level statistics over every step row (reference code) or per trajectory (paper)."""
+    similarity: float | None = None
+    """If set, cluster text anchors whose difflib ratio reaches this threshold (0 < t < 1)."""
+    invalid_penalty: float = 0.1
+    """Reward subtracted on a step whose action is unparseable or not admissible."""
+    clip_eps: float = 0.2
+    """PPO clip range."""
+    kl_coef: float = 0.01
+    """beta: weight of the k3 KL(pi || pi_ref) loss term."""
+
+    def __post_init__(self) -> None:
+        _require(0.0 <= self.gamma <= 1.0, "algo.gamma", f"must be in [0, 1], got {self.gamma}")
+        _require(
+            self.step_weight >= 0.0, "algo.step_weight", f"must be >= 0, got {self.step_weight}"
+        )
+        _require(self.eps > 0.0, "algo.eps", f"must be > 0, got {self.eps}")
+        _require(
+            self.similarity is None or 0.0 < self.similarity < 1.0,
+            "algo.similarity",
+            f"must be null or in (0, 1), got {self.similarity}",
+        )
+        _require(self.invalid_penalty >= 0.0, "algo.invalid_penalty", "must be >= 0")
+        _require(
+            0.0 < self.clip_eps < 1.0, "algo.clip_eps", f"must be in (0, 1), got {self.clip_eps}"
+        )
+        _require(self.kl_coef >= 0.0, "algo.kl_coef", f"must be >= 0, got {self.kl_coef}")
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    """Naming, seeding and output."""
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    """Advantage estimation and the policy-gradient loss."""
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> Config:
+    """Config from a YAML file (or the defaults), then `key.sub=value` overrides, validated."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        loaded = yaml.safe_load(path.read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(
+                f"{path}: the top level must be a mapping, got {type(loaded).__name__}"
+            )
+        data = loaded or {}
+    for item in overrides:
+        apply_override(data, item)
+    return from_dict(Config, data)
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Set `a.b.c=value` in a nested dict; the value is parsed as YAML (`1e-6`, `null`, `[a, b]`)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {item!r}: {part} is a value, not a section")
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {item!r}: cannot parse the value: {err}") from err
+
+
+def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass `cls` from a nested dict, checking keys and types on the way down."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = (
+                f"; did you mean {prefix}{close[0]}?"
+                if close
+                else f"; known keys: {', '.join(names)}"
+            )
+            raise ConfigError(f"unknown key {prefix}{key}{hint}")
+    kwargs = {
+        name: _convert(hints[name], data[name], f"{prefix}{name}") for name in names if name in data
+    }
+    try:
+        return cls(**kwargs)
+    except TypeError as err:  # a dataclass without defaults for some field
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {err}") from err
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value if value is not None else {}, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _convert(option, value, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} fits none of {tp}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(
+                f"{key}: must be one of {', '.join(map(repr, allowed))}, got {value!r}"
+            )
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        return [_convert(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported config type {tp}")
+
+
+# --------------------------------------------------------------------------------------------
+# Writing back, with the field docstrings as comments
+# --------------------------------------------------------------------------------------------
+
+
+def describe(cls: type) -> dict[str, str]:
+    """The docstring under each field of dataclass `cls`, read from its source."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for stmt, nxt in itertools.pairwise(body):
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[stmt.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def to_yaml(cfg: Any, comments: bool = True) -> str:
+    """The resolved config as YAML; with `comments`, each key carries its field docstring."""
+    if not comments:
+        return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    lines: list[str] = []
+    _emit(cfg, 0, lines)
+    return "\n".join(lines) + "\n"
+
+
+def _emit(obj: Any, indent: int, lines: list[str]) -> None:
+    docs = describe(type(obj))
+    pad = "  " * indent
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        doc = docs.get(f.name, "")
+        if dataclasses.is_dataclass(value):
+            lines.append(f"{pad}{f.name}:" + (f"  # {doc}" if doc else ""))
+            _emit(value, indent + 1, lines)
+        else:
+            dumped = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+            dumped = dumped.removesuffix("\n...").removesuffix("...").strip()
+            lines.append(f"{pad}{f.name}: {dumped}" + (f"  # {doc}" if doc else ""))
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(to_yaml(cfg))
