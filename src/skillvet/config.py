@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import yaml
 
+from skillvet.types import TASK_TYPES
+
 
 class ConfigError(ValueError):
     """A configuration that cannot be used, with the offending key in the message."""
@@ -89,9 +91,67 @@ class AlgoConfig:
 
 
 @dataclass
+class HouseholdConfig:
+    num_receptacles: int = 12
+    """Receptacles in a room (at least the room's staples, which number 5 to 7)."""
+    closed_share: float = 0.6
+    """Probability that an openable receptacle (cabinet, drawer, fridge, microwave, safe) starts closed."""
+    distractors: int = 8
+    """Objects in the room besides the ones the task needs."""
+    train_tasks: int = 6000
+    """Tasks in the train split (seeds 0 .. train_tasks-1), spread evenly over its task types."""
+    eval_tasks: int = 600
+    """Tasks in the eval split (seeds from 1,000,000 on), spread evenly over its task types."""
+    train_types: list[str] = field(default_factory=lambda: list(TASK_TYPES))
+    """Task types of the train split; leave some out to test transfer to unseen types."""
+    eval_types: list[str] = field(default_factory=lambda: list(TASK_TYPES))
+    """Task types of the eval split."""
+
+    def __post_init__(self) -> None:
+        _require(self.num_receptacles >= 7, "env.household.num_receptacles", "must be >= 7")
+        _require(0.0 <= self.closed_share <= 1.0, "env.household.closed_share", "must be in [0, 1]")
+        _require(self.distractors >= 0, "env.household.distractors", "must be >= 0")
+        _require(
+            self.train_tasks >= 0 and self.eval_tasks >= 0,
+            "env.household",
+            "task counts must be >= 0",
+        )
+        for key in ("train_types", "eval_types"):
+            types = getattr(self, key)
+            unknown = sorted(set(types) - set(TASK_TYPES))
+            _require(
+                not unknown,
+                f"env.household.{key}",
+                f"unknown task types {unknown}; known: {list(TASK_TYPES)}",
+            )
+            _require(bool(types), f"env.household.{key}", "must name at least one task type")
+
+
+@dataclass
+class EnvConfig:
+    name: Literal["household", "alfworld", "scienceworld", "textworld", "sokoban"] = "household"
+    """Which environment to play."""
+    max_steps: int = 30
+    """Step limit of an episode (ALFWorld's papers use 50)."""
+    data: str | None = None
+    """Game folder for file-based environments (ALFWorld: the folder holding json_2.1.1, or $ALFWORLD_DATA)."""
+    train_split: str = "train"
+    """Split that training samples tasks from."""
+    eval_split: str = "eval"
+    """Split that evaluation plays."""
+    household: HouseholdConfig = field(default_factory=HouseholdConfig)
+    """Settings of the built-in household world."""
+
+    def __post_init__(self) -> None:
+        _require(self.max_steps >= 1, "env.max_steps", f"must be >= 1, got {self.max_steps}")
+
+
+@dataclass
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
     """Naming, seeding and output."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    """The environment and its splits."""
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     """Advantage estimation and the policy-gradient loss."""
 

@@ -1,0 +1,159 @@
+"""The household world: groups, invalid actions, experts, splits and rules."""
+
+import random
+
+import pytest
+
+from skillvet.config import ConfigError, HouseholdConfig
+from skillvet.envs import make_group
+from skillvet.envs.household import HouseholdSource, admissible_actions, generate, state_key
+from skillvet.types import SUCCESS_REWARD, TASK_TYPES
+
+
+@pytest.fixture(scope="module")
+def source():
+    return HouseholdSource(max_steps=30)
+
+
+def play(env, actions):
+    results = [env.reset()]
+    for action in actions:
+        if results[-1].done:
+            break
+        results.append(env.step(action))
+    return results
+
+
+def test_group_copies_are_identical(source):
+    rng = random.Random(0)
+    for task in source.tasks("train")[:24]:
+        group = make_group(source, task, 4)
+        firsts = [env.reset() for env in group]
+        assert all(r == firsts[0] for r in firsts)
+        # the same actions give the same results in every copy
+        actions = [rng.choice(firsts[0].admissible) for _ in range(10)]
+        histories = [play(source.make(task), actions) for _ in range(3)]
+        assert histories[0] == histories[1] == histories[2]
+
+
+def test_worlds_are_deterministic_and_seeds_differ(source):
+    task_a, _task_b = source.tasks("train")[:2]
+    assert generate(task_a.task_type, int(task_a.id), source.cfg) == generate(
+        task_a.task_type, int(task_a.id), source.cfg
+    )
+    first = source.tasks("train")[0]
+    other = source.tasks("train")[len(TASK_TYPES)]  # same type, next seed
+    assert first.task_type == other.task_type
+    assert source.make(first).reset().observation != source.make(other).reset().observation
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        "",
+        "   ",
+        "asdfgh",
+        "go to the moon",
+        "x" * 10_000,
+        "öffne den Kühlschrank 1",
+        "take 🍎 from table",
+        "go to\x00cabinet 1",
+        "\x1b[31mlook\x1b[0m",
+        "<action>look</action>",
+        "go to cabinet 99",
+    ],
+)
+def test_invalid_actions_change_nothing(source, action):
+    env = source.make(source.tasks("eval")[3])
+    start = env.reset()
+    result = env.step(action)
+    assert result.action_valid is False
+    assert result.observation == "Nothing happens."
+    assert result.anchor == start.anchor
+    assert result.admissible == start.admissible
+    assert result.reward == 0.0 and not result.done
+
+
+def test_case_and_spacing_do_not_matter(source):
+    env = source.make(source.tasks("eval")[0])
+    first = env.reset()
+    target = next(a for a in first.admissible if a.startswith("go to"))
+    result = env.step("  " + target.upper().replace(" ", "   ") + " \n")
+    assert result.action_valid
+    assert result.observation.startswith("You arrive at")
+
+
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_expert_wins_every_task_type(source, split):
+    tasks = source.tasks(split)[:120]
+    assert {t.task_type for t in tasks} == set(TASK_TYPES)
+    for task in tasks:
+        results = play(source.make(task), source.expert(task))
+        assert results[-1].won, task
+        assert results[-1].reward == SUCCESS_REWARD
+        assert all(r.action_valid for r in results)
+        assert not any(r.won for r in results[:-1])
+
+
+def test_random_play_never_breaks_the_rules(source):
+    rng = random.Random(1)
+    for task in source.tasks("train")[:60]:
+        env = source.make(task)
+        result = env.reset()
+        while not result.done:
+            before = result
+            result = env.step(rng.choice(result.admissible))
+            assert result.action_valid
+            assert result.admissible == tuple(sorted(result.admissible))
+            if result.anchor == before.anchor:  # look, inventory, examine: nothing moved
+                assert result.admissible == before.admissible
+        assert result.won or env.steps == env.max_steps
+
+
+def test_step_limit_ends_the_episode():
+    source = HouseholdSource(max_steps=3)
+    env = source.make(source.tasks("train")[0])
+    env.reset()
+    results = [env.step("look") for _ in range(3)]
+    assert [r.done for r in results] == [False, False, True]
+    assert not results[-1].won
+    with pytest.raises(RuntimeError, match="after the episode ended"):
+        env.step("look")
+
+
+def test_splits_are_disjoint_and_types_can_be_held_out():
+    cfg = HouseholdConfig(
+        train_types=["pick_and_place", "pick_heat_then_place"], eval_types=["pick_cool_then_place"]
+    )
+    source = HouseholdSource(cfg)
+    train, evals = source.tasks("train"), source.tasks("eval")
+    assert {t.task_type for t in train} == {"pick_and_place", "pick_heat_then_place"}
+    assert {t.task_type for t in evals} == {"pick_cool_then_place"}
+    assert not {t.id for t in train} & {t.id for t in evals}
+    with pytest.raises(ValueError, match="no split"):
+        source.tasks("test")
+
+
+def test_config_refuses_unknown_task_types():
+    with pytest.raises(ConfigError, match="unknown task types"):
+        HouseholdConfig(train_types=["make_coffee"])
+
+
+def test_difficulty_knobs_shape_the_world():
+    for n in (8, 20):
+        cfg = HouseholdConfig(num_receptacles=n, closed_share=1.0, distractors=0)
+        world, _goal = generate("pick_and_place", 5, cfg)
+        assert len(world.receptacles) >= n
+        assert all(not is_open for is_open in world.is_open.values())
+        assert len(world.otype) == 1  # only the task's object
+
+
+def test_anchor_is_the_state_not_the_text(source):
+    task = source.tasks("train")[0]
+    env = source.make(task)
+    first = env.reset()
+    again = env.step("look")
+    assert again.anchor == first.anchor  # looking changes nothing
+    world, _ = generate(task.task_type, int(task.id), source.cfg)
+    assert first.anchor == state_key(world)
+    assert tuple(admissible_actions(world)) == first.admissible
