@@ -128,6 +128,63 @@ class HouseholdConfig:
 
 
 @dataclass
+class TextworldConfig:
+    game_types: list[str] = field(
+        default_factory=lambda: ["cooking", "coin_collector", "treasure_hunter"]
+    )
+    """TextWorld challenges to make games of (tw-make)."""
+    level: int = 3
+    """Difficulty, 1 to 10: quest length for coin collector and treasure hunter, recipe size and rooms for cooking."""
+    cache_dir: str = "~/.cache/skillvet/textworld"
+    """Where generated games are kept; a game is made once, on first use."""
+    train_tasks: int = 300
+    """Games in the train split (seeds 0 .. train_tasks-1)."""
+    eval_tasks: int = 60
+    """Games in the eval split (seeds from 1,000,000 on)."""
+
+    def __post_init__(self) -> None:
+        known = ("cooking", "coin_collector", "treasure_hunter")
+        unknown = sorted(set(self.game_types) - set(known))
+        _require(
+            not unknown and bool(self.game_types),
+            "env.textworld.game_types",
+            f"choose from {list(known)}, got {self.game_types}",
+        )
+        _require(
+            1 <= self.level <= 10, "env.textworld.level", f"must be in [1, 10], got {self.level}"
+        )
+
+
+@dataclass
+class SokobanConfig:
+    size: int = 6
+    """Rooms are size x size cells, walls included."""
+    boxes: int = 1
+    """Boxes (and targets) per room."""
+    train_tasks: int = 5000
+    """Rooms in the train split (seeds 0 .. train_tasks-1)."""
+    eval_tasks: int = 500
+    """Rooms in the eval split (seeds from 1,000,000 on)."""
+
+    def __post_init__(self) -> None:
+        _require(5 <= self.size <= 12, "env.sokoban.size", f"must be in [5, 12], got {self.size}")
+        _require(1 <= self.boxes <= 3, "env.sokoban.boxes", f"must be in [1, 3], got {self.boxes}")
+
+
+@dataclass
+class ScienceworldConfig:
+    task_names: list[str] = field(default_factory=list)
+    """ScienceWorld task names to play; empty means all 30."""
+    simplification: str = "easy"
+    """ScienceWorld simplification string ("easy", or a comma-separated list, or "")."""
+    workers: int = 8
+    """JVMs in the pool: one per environment played at the same time."""
+
+    def __post_init__(self) -> None:
+        _require(self.workers >= 1, "env.scienceworld.workers", f"must be >= 1, got {self.workers}")
+
+
+@dataclass
 class EnvConfig:
     name: Literal["household", "alfworld", "scienceworld", "textworld", "sokoban"] = "household"
     """Which environment to play."""
@@ -141,6 +198,12 @@ class EnvConfig:
     """Split that evaluation plays."""
     household: HouseholdConfig = field(default_factory=HouseholdConfig)
     """Settings of the built-in household world."""
+    textworld: TextworldConfig = field(default_factory=TextworldConfig)
+    """Settings of generated TextWorld games."""
+    sokoban: SokobanConfig = field(default_factory=SokobanConfig)
+    """Settings of Sokoban rooms."""
+    scienceworld: ScienceworldConfig = field(default_factory=ScienceworldConfig)
+    """Settings of ScienceWorld."""
 
     def __post_init__(self) -> None:
         _require(self.max_steps >= 1, "env.max_steps", f"must be >= 1, got {self.max_steps}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from skillvet.config import EnvConfig
 from skillvet.envs.protocol import (
     Env,
@@ -42,4 +44,18 @@ def make_source(cfg: EnvConfig) -> TaskSource:
         from skillvet.envs.alfworld import AlfworldSource
 
         return AlfworldSource(cfg.data, max_steps=cfg.max_steps)
-    raise NotImplementedError(f"environment {cfg.name!r} is not available in this version")
+    if cfg.name == "textworld":
+        from skillvet.envs.textworld import TextworldSource
+
+        return TextworldSource(cfg.textworld, max_steps=cfg.max_steps)
+    if cfg.name == "sokoban":
+        from skillvet.envs.sokoban import SokobanSource
+
+        return SokobanSource(cfg.sokoban, max_steps=cfg.max_steps)
+    if cfg.name == "scienceworld":
+        from skillvet.envs.process import ProcessSource
+        from skillvet.envs.scienceworld import ScienceworldSource
+
+        factory = functools.partial(ScienceworldSource, cfg.scienceworld, cfg.max_steps)
+        return ProcessSource(factory, workers=cfg.scienceworld.workers)
+    raise ValueError(f"unknown environment {cfg.name!r}")

@@ -52,6 +52,9 @@ def _serve(conn: Connection, factory: Callable[[], TaskSource]) -> None:
             else:
                 raise ValueError(f"unknown worker command {command!r}")
             conn.send(("ok", reply))
+        except EnvCrashed as err:  # the engine behind the environment died: so does this worker
+            conn.send(("crashed", str(err)))
+            return
         except Exception:  # sent back to the parent and raised there with this traceback
             conn.send(("error", traceback.format_exc()))
 
@@ -87,6 +90,9 @@ class Worker:
             raise EnvCrashed(
                 f"environment process died (exit code {self.process.exitcode})"
             ) from err
+        if status == "crashed":
+            self.process.join(timeout=5)
+            raise EnvCrashed(payload)
         if status == "error":
             raise RuntimeError(f"environment raised in its worker:\n{payload}")
         return payload
@@ -156,7 +162,7 @@ class ProcessSource:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.factory, self.size, self.timeout = factory, workers, timeout
-        self.local = factory()  # lists tasks and experts in this process
+        self.local = factory()  # lists tasks and plans experts here; engines start lazily
         self.name = self.local.name
         self.idle: list[Worker] = []
         self.busy: set[Worker] = set()
