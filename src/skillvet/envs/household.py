@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass, field
 
 from skillvet.config import HouseholdConfig
-from skillvet.envs.protocol import NOTHING_HAPPENS, check_split, normalize_action
+from skillvet.envs.protocol import NOTHING_HAPPENS, check_split, normalize_action, seeded_tasks
 from skillvet.types import SUCCESS_REWARD, StepResult, Task
 
 # --------------------------------------------------------------------------------------------
@@ -256,9 +256,6 @@ def _rooms_for(task_type: str) -> tuple[RoomKind, ...]:
 # --------------------------------------------------------------------------------------------
 # Settings
 # --------------------------------------------------------------------------------------------
-
-
-EVAL_SEED_BASE = 1_000_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -667,14 +664,9 @@ class HouseholdSource:
         return {"train": self.cfg.train_tasks, "eval": self.cfg.eval_tasks}
 
     def tasks(self, split: str) -> list[Task]:
-        """Seeds of the split, the task types taking turns, so any prefix covers every type."""
         check_split(self, split)
         types = self.cfg.train_types if split == "train" else self.cfg.eval_types
-        base = 0 if split == "train" else EVAL_SEED_BASE
-        count = self.splits()[split]
-        return [
-            Task("household", split, str(base + i), types[i % len(types)]) for i in range(count)
-        ]
+        return seeded_tasks("household", split, self.splits()[split], types)
 
     def _world(self, task: Task) -> tuple[World, Goal]:
         return generate(task.task_type, int(task.id), self.cfg)

@@ -15,7 +15,7 @@ action sequence for each task (used by `skillvet env check` and supervised warm 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from skillvet.types import StepResult, Task
@@ -76,6 +76,24 @@ def make_group(source: TaskSource, task: Task, n: int) -> list[Env]:
     if n < 1:
         raise ValueError(f"a group needs at least one environment, got n={n}")
     return [source.make(task) for _ in range(n)]
+
+
+EVAL_SEED_BASE = 1_000_000
+"""Procedural environments draw train tasks from seeds 0, 1, ... and eval tasks from here on."""
+
+
+def seeded_tasks(
+    env: str,
+    split: str,
+    count: int,
+    task_types: Sequence[str],
+    task_id: Callable[[int, str], str] = lambda seed, task_type: str(seed),
+) -> list[Task]:
+    """Tasks of a procedural environment: one seed each, the task types taking turns, so that
+    any prefix of the list covers every type."""
+    base = 0 if split == "train" else EVAL_SEED_BASE
+    types = [task_types[i % len(task_types)] for i in range(count)]
+    return [Task(env, split, task_id(base + i, t), t) for i, t in enumerate(types)]
 
 
 def check_split(source: TaskSource, split: str) -> None:

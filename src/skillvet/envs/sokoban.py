@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from skillvet.config import SokobanConfig
-from skillvet.envs.protocol import NOTHING_HAPPENS, check_split, normalize_action
+from skillvet.envs.protocol import NOTHING_HAPPENS, check_split, normalize_action, seeded_tasks
 from skillvet.types import SUCCESS_REWARD, StepResult, Task
 
 MOVES = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
 LEGEND = "# wall, _ floor, O target, X box, √ box on target, P you, S you on a target"
 GOAL = "push every box onto a target."
-EVAL_SEED_BASE = 1_000_000
 
 # gym-sokoban's cell codes in a generated room state (its docstring swaps 3 and 4)
 WALL, FLOOR, TARGET, BOX_ON_TARGET, BOX, PLAYER = 0, 1, 2, 3, 4, 5
@@ -186,9 +185,9 @@ class SokobanSource:
 
     def tasks(self, split: str) -> list[Task]:
         check_split(self, split)
-        base = 0 if split == "train" else EVAL_SEED_BASE
-        kind = f"sokoban_{self.cfg.boxes}box"
-        return [Task("sokoban", split, str(base + i), kind) for i in range(self.splits()[split])]
+        return seeded_tasks(
+            "sokoban", split, self.splits()[split], [f"sokoban_{self.cfg.boxes}box"]
+        )
 
     def _room(self, task: Task) -> tuple:
         return generate_room(int(task.id), self.cfg)

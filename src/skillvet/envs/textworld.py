@@ -18,10 +18,9 @@ import tempfile
 from pathlib import Path
 
 from skillvet.config import TextworldConfig
-from skillvet.envs.protocol import NOTHING_HAPPENS, check_split, match_admissible
+from skillvet.envs.protocol import NOTHING_HAPPENS, check_split, match_admissible, seeded_tasks
 from skillvet.types import SUCCESS_REWARD, StepResult, Task
 
-EVAL_SEED_BASE = 1_000_000
 _PROMPT = re.compile(r"\n*>\s[^\n]*$")
 _BANNER_CHARS = set(" $\\|_/<>")
 
@@ -120,19 +119,10 @@ class TextworldSource:
         return {"train": self.cfg.train_tasks, "eval": self.cfg.eval_tasks}
 
     def tasks(self, split: str) -> list[Task]:
-        """Seeds of the split, the challenges taking turns."""
         check_split(self, split)
-        base = 0 if split == "train" else EVAL_SEED_BASE
-        types = self.cfg.game_types
-        return [
-            Task(
-                "textworld",
-                split,
-                f"{types[i % len(types)]}-L{self.cfg.level}-s{base + i}",
-                types[i % len(types)],
-            )
-            for i in range(self.splits()[split])
-        ]
+        level = self.cfg.level
+        task_id = lambda seed, game_type: f"{game_type}-L{level}-s{seed}"  # noqa: E731
+        return seeded_tasks("textworld", split, self.splits()[split], self.cfg.game_types, task_id)
 
     def gamefile(self, task: Task) -> Path:
         """The game's file, made with tw-make on first use (written atomically)."""
