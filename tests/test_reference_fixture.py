@@ -43,6 +43,7 @@ def test_advantages_match_reference(cases):
         worst = max(
             worst, float(np.abs(token_adv - np.asarray(case["expected"]["advantages"])).max())
         )
+    print(f"max abs difference from the reference over 200 cases: {worst:.2e}")
     assert worst < 1e-4
 
 

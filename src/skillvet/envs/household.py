@@ -608,15 +608,14 @@ class HouseholdEnv:
         self._start, self.goal, self.max_steps = world, goal, max_steps
         self.world = world.copy()
         self.steps = 0
-        self._admissible: list[str] = []
-        self._lookup: dict[str, str] = {}
+        self._admissible: frozenset[str] = frozenset()
         self.done = False
 
     def _result(
         self, obs: str, *, reward: float = 0.0, won: bool = False, valid: bool = True
     ) -> StepResult:
-        self._admissible = admissible_actions(self.world)
-        self._lookup = {a: a for a in self._admissible}
+        actions = admissible_actions(self.world)  # already lower-case, single-spaced
+        self._admissible = frozenset(actions)
         self.done = won or self.steps >= self.max_steps
         return StepResult(
             observation=obs,
@@ -625,7 +624,7 @@ class HouseholdEnv:
             task=self.goal.text,
             task_type=self.goal.task_type,
             anchor=state_key(self.world),
-            admissible=tuple(self._admissible),
+            admissible=tuple(actions),
             won=won,
             action_valid=valid,
         )
@@ -640,8 +639,8 @@ class HouseholdEnv:
         if self.done:
             raise RuntimeError("step() after the episode ended; make a new environment")
         self.steps += 1
-        chosen = self._lookup.get(action) or self._lookup.get(normalize_action(action))
-        if chosen is None:
+        chosen = normalize_action(action)
+        if chosen not in self._admissible:
             return self._result(NOTHING_HAPPENS, valid=False)
         obs = apply_action(self.world, chosen)
         won = is_won(self.world, self.goal)
