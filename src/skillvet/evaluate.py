@@ -1,0 +1,65 @@
+"""Evaluation: play the first tasks of a split once each and report success, overall and per
+task type."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+import torch
+
+from skillvet.envs.protocol import TaskSource
+from skillvet.policy.hf import Policy
+from skillvet.rollout import Episode, rollout
+from skillvet.types import Task
+
+
+def summarize(episodes: Sequence[Episode]) -> dict:
+    """success_rate, episodes, mean_steps, invalid_rate, errors and by_type for a set of episodes."""
+    by_type: dict[str, list[Episode]] = defaultdict(list)
+    for e in episodes:
+        by_type[e.task.task_type].append(e)
+    steps = sum(len(e.steps) for e in episodes)
+    return {
+        "success_rate": sum(e.won for e in episodes) / max(len(episodes), 1),
+        "episodes": len(episodes),
+        "mean_steps": steps / max(len(episodes), 1),
+        "invalid_rate": sum(e.invalid_steps for e in episodes) / max(steps, 1),
+        "errors": sum(e.error is not None for e in episodes),
+        "by_type": {
+            t: {"success_rate": sum(e.won for e in es) / len(es), "episodes": len(es)}
+            for t, es in sorted(by_type.items())
+        },
+    }
+
+
+def evaluate(
+    policy: Policy,
+    source: TaskSource,
+    tasks: Sequence[Task],
+    *,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    history_length: int = 2,
+    seed: int = 0,
+    batch_size: int = 64,
+    on_episodes: Callable[[int], None] | None = None,
+) -> tuple[dict, list[Episode]]:
+    """Each task once; greedy when temperature is 0. Returns the summary and the episodes."""
+    generator = torch.Generator(device=policy.device).manual_seed(seed)
+    episodes: list[Episode] = []
+    for start in range(0, len(tasks), batch_size):
+        chunk = tasks[start : start + batch_size]
+        episodes += rollout(
+            policy,
+            source,
+            chunk,
+            1,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            history_length=history_length,
+            generator=generator,
+        )
+        if on_episodes is not None:
+            on_episodes(len(chunk))
+    return summarize(episodes), episodes

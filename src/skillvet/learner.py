@@ -1,0 +1,197 @@
+"""From episodes to one policy update: per-step rewards, advantages, and the PPO-clip + KL step.
+
+Choices:
+- A crashed episode (environment error) is left out of the update: its outcome is unknown.
+- Rewards as in GiGPO's reference (METHOD.md section 2): an invalid action costs
+  `algo.invalid_penalty` on its own step. Episode score of a row = the trajectory's return
+  minus that row's penalty; step return = discounted env rewards from the row on, minus its
+  penalty. GRPO = episode level only, statistics per trajectory. RLOO = leave-one-out mean
+  over trajectory scores.
+- The old log-probs of the PPO ratio are the sampling log-probs recorded by the rollout: the
+  same tokens, the same weights and the same positions, so they equal a recomputation
+  (tests/test_policy.py); with more than one epoch or mini-batch the ratio moves off 1 and
+  clipping acts.
+- Token-mean over each mini-batch: micro-batch losses are weighted by their share of the
+  mini-batch's response tokens, so accumulation gives the same gradient as one big batch.
+- A non-finite loss or gradient norm raises `NonFiniteLoss` before the optimizer steps, so the
+  weights and the last checkpoint stay as they were.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from skillvet.advantages import (
+    anchor_groups,
+    discounted_returns,
+    episode_advantages,
+    gigpo_advantages,
+    rloo_advantages,
+)
+from skillvet.config import AlgoConfig, TrainConfig
+from skillvet.losses import policy_loss
+from skillvet.policy.hf import Policy
+from skillvet.rollout import Episode
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss or the gradient became NaN or infinite; the update was not applied."""
+
+
+@dataclass
+class Rows:
+    """One row per agent step of the episodes that count, with its advantage."""
+
+    prompts: list[list[int]]
+    responses: list[list[int]]
+    old_logprobs: list[list[float]]
+    advantages: np.ndarray
+    step_group_sizes: np.ndarray
+    """Size of each row's step group (GiGPO; 1 for the other estimators)."""
+
+
+def compute_advantages(episodes: Sequence[Episode], algo: AlgoConfig) -> Rows:
+    """Advantages of every step of every episode that did not crash."""
+    used = [e for e in episodes if e.error is None and e.steps]
+    prompts, responses, olds = [], [], []
+    rewards, penalties, traj, time, groups, anchors = [], [], [], [], [], []
+    returns_by_traj = []
+    for k, e in enumerate(used):
+        for t, s in enumerate(e.steps):
+            prompts.append(s.prompt_ids)
+            responses.append(s.response_ids)
+            olds.append(s.logprobs)
+            rewards.append(s.reward)
+            penalties.append(0.0 if s.valid else algo.invalid_penalty)
+            traj.append(k)
+            time.append(t)
+            groups.append(e.group)
+            anchors.append(s.anchor)
+        returns_by_traj.append(e.reward)
+    n = len(prompts)
+    if n == 0:
+        empty = np.zeros(0)
+        return Rows([], [], [], empty, empty.astype(np.int64))
+    traj_N = np.asarray(traj)
+    penalty_N = np.asarray(penalties)
+    score_N = np.asarray(returns_by_traj)[traj_N] - penalty_N
+    sizes_N = np.ones(n, dtype=np.int64)
+    if algo.estimator == "gigpo":
+        step_groups = anchor_groups(anchors, groups, similarity=algo.similarity)
+        sizes_N = np.bincount(step_groups)[step_groups]
+        step_return_N = discounted_returns(rewards, traj_N, time, algo.gamma) - penalty_N
+        adv = gigpo_advantages(
+            score_N,
+            step_return_N,
+            anchors,
+            groups,
+            traj_N,
+            step_weight=algo.step_weight,
+            norm=algo.norm,
+            eps=algo.eps,
+            episode_stats=algo.episode_stats,
+            step_groups=step_groups,
+        )
+    elif algo.estimator == "grpo":
+        adv = episode_advantages(
+            score_N, groups, traj_N, norm=algo.norm, eps=algo.eps, episode_stats="trajectories"
+        )
+    elif algo.estimator == "rloo":
+        n_traj = len(used)
+        traj_score = np.bincount(traj_N, weights=score_N, minlength=n_traj) / np.bincount(
+            traj_N, minlength=n_traj
+        )
+        adv = rloo_advantages(traj_score, [e.group for e in used])[traj_N]
+    else:
+        raise ValueError(f"unknown estimator {algo.estimator!r}")
+    return Rows(prompts, responses, olds, np.asarray(adv, dtype=np.float64), sizes_N)
+
+
+def _right_aligned(values: Sequence[Sequence[float]], width: int) -> torch.Tensor:
+    out = torch.zeros((len(values), width), dtype=torch.float32)
+    for i, v in enumerate(values):
+        if v:
+            out[i, width - len(v) :] = torch.tensor(v, dtype=torch.float32)
+    return out
+
+
+def update(
+    policy: Policy,
+    optimizer: torch.optim.Optimizer,
+    rows: Rows,
+    train: TrainConfig,
+    algo: AlgoConfig,
+    temperature: float,
+    rng: np.random.Generator,
+) -> dict[str, float]:
+    """PPO epochs over `rows`; returns token-weighted means of the loss parts."""
+    n = len(rows.prompts)
+    totals = {"loss": 0.0, "pg": 0.0, "kl": 0.0, "entropy": 0.0, "clip_fraction": 0.0}
+    grad_norms: list[float] = []
+    if n == 0:
+        return {**totals, "grad_norm": 0.0, "tokens": 0}
+    policy.model.train()
+    steps = 0
+    tokens_seen = 0
+    for _ in range(train.epochs):
+        order = rng.permutation(n)
+        for mini in np.array_split(order, train.mini_batches):
+            if len(mini) == 0:
+                continue
+            mini = sorted(mini, key=lambda i: len(rows.prompts[i]) + len(rows.responses[i]))
+            mini_tokens = sum(len(rows.responses[i]) for i in mini)
+            optimizer.zero_grad(set_to_none=True)
+            for start in range(0, len(mini), train.micro_batch_size):
+                idx = mini[start : start + train.micro_batch_size]
+                prompts = [rows.prompts[i] for i in idx]
+                responses = [rows.responses[i] for i in idx]
+                logp, ent, mask = policy.token_logprobs(prompts, responses, temperature, entropy=True)
+                width = logp.shape[1]
+                old = _right_aligned([rows.old_logprobs[i] for i in idx], width).to(logp.device)
+                ref = (
+                    policy.ref_logprobs(prompts, responses, temperature)
+                    if algo.kl_coef > 0
+                    else None
+                )
+                adv = torch.tensor(rows.advantages[idx], dtype=torch.float32, device=logp.device)
+                parts = policy_loss(
+                    logp,
+                    old,
+                    ref,
+                    adv,
+                    mask,
+                    clip_eps=algo.clip_eps,
+                    kl_coef=algo.kl_coef,
+                    entropy_BT=ent,
+                    entropy_coef=train.entropy_coef,
+                )
+                if not torch.isfinite(parts.loss):
+                    raise NonFiniteLoss(
+                        f"the loss is {float(parts.loss.detach())} (pg {parts.pg}, kl {parts.kl}); "
+                        "the update was not applied: lower train.lr or check the rewards"
+                    )
+                share = float(mask.sum()) / max(mini_tokens, 1)
+                (parts.loss * share).backward()
+                for key in ("pg", "kl", "entropy", "clip_fraction"):
+                    totals[key] += getattr(parts, key) * float(mask.sum())
+                totals["loss"] += float(parts.loss.detach()) * float(mask.sum())
+                tokens_seen += int(mask.sum())
+            norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), train.max_grad_norm))
+            if not math.isfinite(norm):
+                optimizer.zero_grad(set_to_none=True)
+                raise NonFiniteLoss(
+                    f"the gradient norm is {norm}; the update was not applied: lower train.lr"
+                )
+            grad_norms.append(norm)
+            optimizer.step()
+            steps += 1
+    out = {k: v / max(tokens_seen, 1) for k, v in totals.items()}
+    out["grad_norm"] = float(np.mean(grad_norms)) if grad_norms else 0.0
+    out["tokens"] = tokens_seen
+    out["optimizer_steps"] = steps
+    return out

@@ -1,0 +1,1 @@
+"""Policy models: resolution by name (`models.py`) and the HF-backed policy (`hf.py`)."""

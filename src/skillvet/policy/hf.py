@@ -1,0 +1,274 @@
+"""The policy on a Hugging Face causal LM: batched sampling that keeps every token's id and
+log-probability, and the learner's log-probabilities of the same tokens.
+
+Choices:
+- Our own sampling loop over the model's KV cache (not `generate`): it records the exact
+  log-probability of each sampled token under the distribution it was drawn from (logits /
+  temperature), stops a row at `</action>`, at end of turn, or at the token limit, and drops
+  finished rows from the cache so no compute is spent on them.
+- Prompts are left-padded with position ids counted from each row's first real token, both at
+  sampling and in the learner, so the learner sees every token where the sampler saw it: their
+  log-probabilities agree to float rounding (tests/test_policy.py).
+- The learner computes the LM head only on the response positions (`logits_to_keep`).
+- LoRA (peft): the KL reference is the same model with its adapters disabled, no second copy.
+  Full fine-tuning keeps a frozen copy of the start model as the reference.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from skillvet.config import ModelConfig
+
+STOP_TEXT = "</action>"
+
+
+@dataclass
+class Generation:
+    ids: list[int]
+    """Sampled token ids, the stop token included when there was one."""
+    logprobs: list[float]
+    """Log-probability of each sampled token under the sampling distribution."""
+    text: str
+    """The decoded answer (special tokens dropped)."""
+    finish: str
+    """"stop" (reached </action>), "eos" (end of turn) or "length" (token limit)."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+class Policy:
+    """A causal LM and its tokenizer, with sampling, scoring and saving."""
+
+    def __init__(self, model, tokenizer, cfg: ModelConfig, base_name: str) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.cfg = cfg
+        self.base_name = base_name
+        """Where the base weights came from (a folder or hub id); LoRA checkpoints refer to it."""
+        self.device = next(model.parameters()).device
+        self.lora = cfg.lora
+        self._ref = None
+        if not self.lora:
+            self._ref = copy.deepcopy(model).eval().requires_grad_(False)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        eos = {tokenizer.eos_token_id}
+        im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
+            eos.add(im_end)
+        self.eos_ids = {e for e in eos if e is not None}
+
+    # ---------------------------------------------------------------- loading and saving
+
+    @classmethod
+    def load(cls, folder: str | Path, cfg: ModelConfig, adapter: str | Path | None = None) -> Policy:
+        """Base weights from `folder` (or hub id); with `adapter`, LoRA weights saved by `save`."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        device = pick_device(cfg.device)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=_dtype(cfg.dtype)).to(device)
+        model.config.use_cache = True
+        if cfg.lora:
+            from peft import LoraConfig, PeftModel, get_peft_model
+
+            if adapter is not None:
+                model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
+            else:
+                lora = LoraConfig(
+                    r=cfg.lora_rank,
+                    lora_alpha=cfg.lora_alpha,
+                    lora_dropout=0.0,
+                    target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                    task_type="CAUSAL_LM",
+                )
+                model = get_peft_model(model, lora)
+        return cls(model, tokenizer, cfg, str(folder))
+
+    def save(self, out: str | Path) -> None:
+        """Full weights and tokenizer (full fine-tuning), or only the adapters (LoRA)."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(out)
+        self.tokenizer.save_pretrained(out)
+        (out / "BASE").write_text(self.base_name + "\n")
+
+    def parameters(self):
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    # ---------------------------------------------------------------- prompts
+
+    def encode_prompt(self, user_text: str) -> list[int]:
+        """Token ids of a one-message chat ending with the assistant's turn opening."""
+        text = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True
+        )
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def encode_answer(self, answer: str) -> list[int]:
+        """Token ids of an answer as the model would emit it, end-of-turn token included."""
+        ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
+        return [*ids, self.tokenizer.eos_token_id]
+
+    # ---------------------------------------------------------------- sampling
+
+    def _left_pad(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            if r:
+                ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+                mask[i, width - len(r) :] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> list[Generation]:
+        """One answer per prompt, in one batch. temperature 0 means greedy decoding."""
+        from transformers import DynamicCache
+
+        if not prompts:
+            return []
+        self.model.eval()
+        ids, mask = self._left_pad(prompts)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        out = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True
+        )
+        logits = out.logits[:, -1, :].float()
+        rows = list(range(len(prompts)))  # original index of each live row in the batch
+        sampled: list[list[int]] = [[] for _ in prompts]
+        logps: list[list[float]] = [[] for _ in prompts]
+        finish = ["length"] * len(prompts)
+        for _ in range(max_new_tokens):
+            if temperature > 0:
+                logp = torch.log_softmax(logits / temperature, dim=-1)
+                token = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
+            else:
+                logp = torch.log_softmax(logits, dim=-1)
+                token = logp.argmax(-1)
+            token_logp = logp.gather(-1, token[:, None]).squeeze(-1)
+            keep: list[int] = []
+            for b, i in enumerate(rows):
+                t = int(token[b])
+                sampled[i].append(t)
+                logps[i].append(float(token_logp[b]))
+                if t in self.eos_ids:
+                    finish[i] = "eos"
+                elif STOP_TEXT in self.tokenizer.decode(sampled[i][-8:], skip_special_tokens=True):
+                    finish[i] = "stop"
+                else:
+                    keep.append(b)
+            if not keep:
+                break
+            if len(keep) < len(rows):  # finished rows leave the batch and the cache
+                index = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(index)
+                token, mask, pos = token[index], mask[index], pos[index]
+                rows = [rows[b] for b in keep]
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
+            pos = pos[:, -1:] + 1
+            out = self.model(
+                input_ids=token[:, None],
+                attention_mask=mask,
+                position_ids=pos,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            logits = out.logits[:, -1, :].float()
+        return [
+            Generation(s, lp, self.tokenizer.decode(s, skip_special_tokens=True), f)
+            for s, lp, f in zip(sampled, logps, finish)
+        ]
+
+    # ---------------------------------------------------------------- scoring
+
+    def _forward_response(
+        self, model, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], temperature: float, entropy: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        full = [[*p, *r] for p, r in zip(prompts, responses)]
+        ids, mask = self._left_pad(full)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        width = max(len(r) for r in responses)
+        out = model(
+            input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, logits_to_keep=width + 1
+        )
+        logits = out.logits[:, :-1, :].float()  # position j predicts token j + 1: the last `width`
+        if temperature > 0 and temperature != 1.0:
+            logits = logits / temperature
+        logp_all = torch.log_softmax(logits, dim=-1)
+        targets = ids[:, -width:]
+        logp = logp_all.gather(-1, targets[..., None]).squeeze(-1)
+        resp_mask = torch.zeros_like(logp)
+        for i, r in enumerate(responses):
+            if r:
+                resp_mask[i, width - len(r) :] = 1.0
+        ent = -(logp_all.exp() * logp_all).sum(-1) if entropy else None
+        return logp, ent, resp_mask
+
+    def token_logprobs(
+        self,
+        prompts: Sequence[Sequence[int]],
+        responses: Sequence[Sequence[int]],
+        temperature: float = 1.0,
+        entropy: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """(logp_BT, entropy_BT or None, mask_BT) of the response tokens, with gradients.
+
+        Responses are right-aligned: row i's tokens are the last len(responses[i]) columns.
+        """
+        return self._forward_response(self.model, prompts, responses, temperature, entropy)
+
+    @torch.no_grad()
+    def ref_logprobs(
+        self, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], temperature: float = 1.0
+    ) -> torch.Tensor:
+        """Log-probs of the same tokens under the frozen reference (start) model."""
+        if self.lora:
+            with self.model.disable_adapter():
+                return self._forward_response(self.model, prompts, responses, temperature, False)[0]
+        return self._forward_response(self._ref, prompts, responses, temperature, False)[0]
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """The weights the optimizer changes (all of them, or the LoRA adapters), on CPU."""
+        return {n: p.detach().cpu().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        params = dict(self.model.named_parameters())
+        missing = sorted(set(n for n, p in params.items() if p.requires_grad) - set(state))
+        unknown = sorted(set(state) - set(params))
+        if missing or unknown:
+            raise ValueError(
+                f"checkpoint does not fit this model: missing {missing[:3]}, unknown {unknown[:3]}"
+            )
+        with torch.no_grad():
+            for name, value in state.items():
+                params[name].copy_(value.to(params[name].device, params[name].dtype))

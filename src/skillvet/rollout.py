@@ -1,0 +1,170 @@
+"""Batched multi-turn rollouts: B tasks x N environments, one batched generation per step.
+
+Each step, every environment still running contributes one prompt (task, last H steps, current
+observation, admissible actions, skills); the policy answers them all in one batch; the action
+inside the last `<action>...</action>` goes to the environment, which matches it to an
+admissible action without regard to case and spacing. An answer with no action is sent as the
+empty action: the environment calls it invalid and its state does not change. Environments that
+finish drop out of the batch.
+
+Every step keeps the prompt ids, the sampled response ids and their sampling log-probs, so the
+learner trains on exactly the tokens that were sampled: generated text is never re-tokenized.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from skillvet.envs.protocol import TaskSource
+from skillvet.policy.hf import Policy
+from skillvet.prompts import Turn, build_prompt, parse_action
+from skillvet.types import StepResult, Task
+
+
+@dataclass
+class Step:
+    prompt_ids: list[int]
+    response_ids: list[int]
+    logprobs: list[float]
+    answer: str
+    """The decoded answer."""
+    action: str | None
+    """The parsed action, None when the answer held none."""
+    anchor: Hashable
+    """Anchor of the state in which the action was chosen."""
+    reward: float
+    """Environment reward of this step (no penalty applied)."""
+    valid: bool
+    observation: str
+    """What the environment answered."""
+
+
+@dataclass
+class Episode:
+    task: Task
+    group: int
+    """Index of the task in the batch: rollouts of one task share it."""
+    index: int
+    """Index of the rollout within its group."""
+    goal: str
+    skills: tuple[str, ...] = ()
+    steps: list[Step] = field(default_factory=list)
+    won: bool = False
+    error: str | None = None
+    """Set when the environment crashed; the episode ended there."""
+
+    @property
+    def reward(self) -> float:
+        return sum(s.reward for s in self.steps)
+
+    @property
+    def invalid_steps(self) -> int:
+        return sum(not s.valid for s in self.steps)
+
+    def as_dict(self) -> dict:
+        return {
+            "task": self.task.id,
+            "task_type": self.task.task_type,
+            "goal": self.goal,
+            "group": self.group,
+            "index": self.index,
+            "won": self.won,
+            "reward": self.reward,
+            "error": self.error,
+            "skills": list(self.skills),
+            "steps": [
+                {"answer": s.answer, "action": s.action, "valid": s.valid, "reward": s.reward, "observation": s.observation}
+                for s in self.steps
+            ],
+        }
+
+
+@dataclass
+class _Running:
+    episode: Episode
+    env: object
+    current: StepResult
+    history: list[Turn] = field(default_factory=list)
+
+
+def rollout(
+    policy: Policy,
+    source: TaskSource,
+    tasks: Sequence[Task],
+    group_size: int,
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    history_length: int = 2,
+    generator: torch.Generator | None = None,
+    skills: Callable[[Task, str], Sequence[str]] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> list[Episode]:
+    """Play every task `group_size` times; return the episodes, grouped by task, in order.
+
+    `skills(task, goal)` gives the skill texts to show for a task (none when omitted).
+    `on_step(finished, total)` is called after every batched step (progress bars).
+    """
+    running: list[_Running] = []
+    episodes: list[Episode] = []
+    for g, task in enumerate(tasks):
+        for n in range(group_size):
+            env = source.make(task)
+            first = env.reset()
+            shown = tuple(skills(task, first.task)) if skills is not None else ()
+            episode = Episode(task=task, group=g, index=n, goal=first.task, skills=shown)
+            episodes.append(episode)
+            if first.error is not None:
+                episode.error = first.error
+                env.close()
+                continue
+            running.append(_Running(episode, env, first))
+    total, finished = len(episodes), len(episodes) - len(running)
+    while running:
+        prompts = [
+            policy.encode_prompt(
+                build_prompt(
+                    r.episode.goal,
+                    r.current.observation,
+                    r.history,
+                    r.current.admissible,
+                    skills=r.episode.skills,
+                    history_length=history_length,
+                )
+            )
+            for r in running
+        ]
+        answers = policy.generate(prompts, max_new_tokens, temperature, generator)
+        still: list[_Running] = []
+        for r, prompt, gen in zip(running, prompts, answers):
+            action = parse_action(gen.text)  # the text keeps the closing tag it stopped at
+            result = r.env.step(action or "")
+            r.episode.steps.append(
+                Step(
+                    prompt_ids=prompt,
+                    response_ids=gen.ids,
+                    logprobs=gen.logprobs,
+                    answer=gen.text,
+                    action=action,
+                    anchor=r.current.anchor,
+                    reward=result.reward,
+                    valid=result.action_valid and action is not None,
+                    observation=result.observation,
+                )
+            )
+            r.history.append(Turn(action if action is not None else "(no action)", result.observation))
+            r.current = result
+            if result.done or result.error is not None:
+                r.episode.won = result.won
+                r.episode.error = result.error
+                r.env.close()
+                finished += 1
+            else:
+                still.append(r)
+        running = still
+        if on_step is not None:
+            on_step(finished, total)
+    return episodes

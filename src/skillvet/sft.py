@@ -1,0 +1,99 @@
+"""Supervised warm start: the environment's expert plays train tasks, and the policy learns to
+answer each step's prompt with `<action>EXPERT ACTION</action>` (cross-entropy on the answer
+tokens only, end-of-turn included).
+
+The prompts are built exactly as in rollouts (`skillvet.prompts.build_prompt`), so the model
+learns the format it will be asked in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from skillvet.config import SftConfig
+from skillvet.envs.protocol import TaskSource
+from skillvet.policy.hf import Policy
+from skillvet.prompts import Turn, build_prompt
+from skillvet.types import Task
+
+
+@dataclass(frozen=True)
+class Demo:
+    prompt: str
+    answer: str
+    task_type: str
+
+
+def answer_text(action: str) -> str:
+    return f"<action>{action}</action>"
+
+
+def expert_demos(
+    source: TaskSource, tasks: Sequence[Task], history_length: int = 2
+) -> list[Demo]:
+    """One demonstration per expert step of each task (the expert's episode replayed)."""
+    demos: list[Demo] = []
+    for task in tasks:
+        env = source.make(task)
+        result = env.reset()
+        history: list[Turn] = []
+        for action in source.expert(task):
+            prompt = build_prompt(
+                result.task, result.observation, history, result.admissible, history_length=history_length
+            )
+            demos.append(Demo(prompt, answer_text(action), task.task_type))
+            result = env.step(action)
+            history.append(Turn(action, result.observation))
+            if result.done:
+                break
+        env.close()
+    return demos
+
+
+def lr_at(step: int, total: int, peak: float) -> float:
+    """Linear warm-up over the first 5% of steps, then cosine decay to 10% of the peak."""
+    warm = max(1, round(0.05 * total))
+    if step < warm:
+        return peak * (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def supervised(
+    policy: Policy,
+    demos: Sequence[Demo],
+    cfg: SftConfig,
+    seed: int,
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """`cfg.steps` AdamW steps on random batches of demos; returns the loss of each step."""
+    if not demos:
+        raise ValueError("no demonstrations: the expert produced no steps for these tasks")
+    prompts = [policy.encode_prompt(d.prompt) for d in demos]
+    answers = [policy.encode_answer(d.answer) for d in demos]
+    rng = np.random.default_rng(seed)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
+    policy.model.train()
+    losses: list[float] = []
+    for step in range(cfg.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg.steps, cfg.lr)
+        idx = rng.choice(len(demos), size=min(cfg.batch_size, len(demos)), replace=False)
+        logp, _, mask = policy.token_logprobs([prompts[i] for i in idx], [answers[i] for i in idx])
+        loss = -(logp * mask).sum() / mask.sum()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"SFT loss became {float(loss)} at step {step}; lower sft.lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        if on_step is not None:
+            on_step(step, losses[-1])
+    policy.model.eval()
+    return losses

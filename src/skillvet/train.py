@@ -1,0 +1,389 @@
+"""The training loop: warm start, then RL iterations of rollout -> advantages -> update.
+
+    run = start_run(cfg)          # or resume_run(run_dir)
+    train(run)
+
+Each iteration reads top to bottom: sample B tasks from the train split (seeded by run seed and
+iteration), play each N times in one batched rollout, compute advantages (GiGPO, GRPO or RLOO),
+take the PPO-clip + KL update, append one line to metrics.jsonl, save the resumable state.
+
+Choices:
+- Everything random in an iteration is seeded from (run.seed, iteration): task sampling,
+  the sampler's generator and the learner's shuffling. A resumed run therefore replays an
+  iteration exactly as it would have run, and keeps no RNG state in its checkpoints.
+- The metrics line of an iteration is written before its checkpoint. On resume, lines of
+  iterations after the last checkpoint are dropped and those iterations run again, so the
+  finished metrics.jsonl holds every iteration exactly once, whatever moment the run was
+  killed at. With `train.checkpoint_every: 1` (default) only the iteration in progress is redone.
+- Checkpoints are written to a new folder, then `checkpoints/latest.json` is replaced
+  atomically to point at it: a kill during a save leaves the previous checkpoint in use.
+- The learning rate warms up linearly over `train.warmup_iterations`, then stays constant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from skillvet.config import Config, load_config, save_config
+from skillvet.envs import TaskSource, make_source
+from skillvet.evaluate import evaluate, summarize
+from skillvet.learner import compute_advantages, update
+from skillvet.policy.hf import Policy
+from skillvet.policy.models import build_tiny, resolve
+from skillvet.rollout import rollout
+from skillvet.sft import expert_demos, supervised
+
+
+def _seed(cfg: Config, iteration: int, stream: int) -> int:
+    """A seed per (run seed, iteration, purpose), independent across purposes."""
+    return int(np.random.SeedSequence([cfg.run.seed, iteration, stream]).generate_state(1)[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Run directory
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    cfg: Config
+    dir: Path
+    source: TaskSource
+    policy: Policy
+    optimizer: torch.optim.Optimizer
+    start_iteration: int = 0
+    quiet: bool = False
+    log: list[str] = field(default_factory=list)
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+
+def _append_jsonl(path: Path, record: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a kill mid-write
+                continue
+    return records
+
+
+def _truncate_jsonl(path: Path, keep_through: int) -> None:
+    """Keep the records whose iteration is <= keep_through (atomically rewritten)."""
+    if not path.is_file():
+        return
+    kept = [r for r in read_jsonl(path) if r.get("iteration", 0) <= keep_through]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    tmp.replace(path)
+
+
+def _say(run: Run, text: str) -> None:
+    from tqdm import tqdm
+
+    if run.quiet:
+        print(text, flush=True)
+    else:
+        tqdm.write(text)
+
+
+def _bar(run: Run, **kwargs):
+    from tqdm import tqdm
+
+    return tqdm(disable=True if run.quiet else None, dynamic_ncols=True, **kwargs)
+
+
+def _optimizer(policy: Policy, cfg: Config) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(policy.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+
+
+def load_policy_from_start(run_dir: Path, cfg: Config) -> Policy:
+    """The policy a run started RL from (its base folder and any warm-start adapter)."""
+    start = json.loads((run_dir / "start.json").read_text())
+    return Policy.load(start["base"], cfg.model, adapter=start["adapter"])
+
+
+def load_run_policy(run_dir: str | Path) -> tuple[Config, Policy]:
+    """A run's config and its policy at the last checkpoint (the start policy if none)."""
+    path = Path(run_dir)
+    cfg = load_config(path / "config.yaml")
+    policy = load_policy_from_start(path, cfg)
+    latest = path / "checkpoints" / "latest.json"
+    if latest.is_file():
+        folder = json.loads(latest.read_text())["folder"]
+        policy.load_trainable_state(torch.load(path / "checkpoints" / folder / "trainable.pt", map_location="cpu"))
+    policy.model.eval()
+    return cfg, policy
+
+
+def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = None) -> Run:
+    """A new run directory: resolved config, start model (after the warm start), optimizer."""
+    if cfg.model.threads:
+        torch.set_num_threads(cfg.model.threads)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(run_dir) if run_dir else Path(cfg.run.out_dir) / f"{cfg.run.name}-{stamp}"
+    if path.exists() and any(path.iterdir()):
+        raise FileExistsError(f"run directory {path} exists and is not empty; use --resume")
+    path.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, path / "config.yaml")
+    source = make_source(cfg.env)
+    torch.manual_seed(cfg.run.seed)
+    demo_types = set(cfg.sft.types)
+    demo_tasks = [
+        t for t in source.tasks(cfg.env.train_split) if not demo_types or t.task_type in demo_types
+    ][: cfg.sft.tasks]
+    demos = expert_demos(source, demo_tasks, cfg.sampling.history_length) if cfg.sft.steps else []
+    if cfg.model.name == "tiny":
+        texts_demos = demos or expert_demos(
+            source, source.tasks(cfg.env.train_split)[: cfg.model.tiny.tokenizer_tasks], cfg.sampling.history_length
+        )
+        texts = [
+            f"<|im_start|>user\n{d.prompt}<|im_end|>\n<|im_start|>assistant\n{d.answer}<|im_end|>\n"
+            for d in texts_demos[: 50 * cfg.model.tiny.tokenizer_tasks]
+        ]
+        base = str(build_tiny(texts, cfg.model.tiny, path / "model-init", cfg.run.seed))
+    else:
+        base = resolve(cfg.model.name)
+    policy = Policy.load(base, cfg.model)
+    run = Run(cfg, path, source, policy, _optimizer(policy, cfg), quiet=quiet)
+    adapter = None
+    if cfg.sft.steps:
+        _say(run, f"warm start: {len(demos)} expert steps from {len(demo_tasks)} tasks, {cfg.sft.steps} SFT steps")
+        with _bar(run, total=cfg.sft.steps, desc="sft") as bar:
+
+            def on_step(step: int, loss: float) -> None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}")
+                if step % 25 == 0 or step == cfg.sft.steps - 1:
+                    _append_jsonl(path / "sft.jsonl", {"step": step, "loss": loss})
+
+            losses = supervised(policy, demos, cfg.sft, cfg.run.seed, on_step=on_step)
+        _say(run, f"warm start done: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+        if cfg.model.lora:
+            adapter = str(path / "model-sft")
+            policy.save(adapter)
+        else:
+            base = str(path / "model-sft")
+            policy.save(base)
+        # the start of RL is the warm-started model: it is also the KL reference
+        policy = Policy.load(base, cfg.model, adapter=adapter)
+        run.policy, run.optimizer = policy, _optimizer(policy, cfg)
+    (path / "start.json").write_text(json.dumps({"base": base, "adapter": adapter}) + "\n")
+    return run
+
+
+def resume_run(run_dir: str | Path, quiet: bool = False) -> Run:
+    """Reopen a run at its last checkpoint; records of later iterations are dropped."""
+    path = Path(run_dir)
+    if not (path / "config.yaml").is_file() or not (path / "start.json").is_file():
+        raise FileNotFoundError(f"{path} is not a run directory (no config.yaml / start.json)")
+    cfg = load_config(path / "config.yaml")
+    if cfg.model.threads:
+        torch.set_num_threads(cfg.model.threads)
+    policy = load_policy_from_start(path, cfg)
+    run = Run(cfg, path, make_source(cfg.env), policy, _optimizer(policy, cfg), quiet=quiet)
+    latest = path / "checkpoints" / "latest.json"
+    if latest.is_file():
+        pointer = json.loads(latest.read_text())
+        ckpt = path / "checkpoints" / pointer["folder"]
+        policy.load_trainable_state(torch.load(ckpt / "trainable.pt", map_location="cpu"))
+        run.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location="cpu"))
+        run.start_iteration = pointer["iteration"]
+    for name in ("metrics.jsonl", "trajectories.jsonl", "eval.jsonl"):
+        _truncate_jsonl(path / name, run.start_iteration)
+    return run
+
+
+def save_checkpoint(run: Run, iteration: int) -> None:
+    ckpt_root = run.path("checkpoints")
+    folder = f"iter-{iteration:06d}"
+    target = ckpt_root / folder
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    torch.save(run.policy.trainable_state(), target / "trainable.pt")
+    torch.save(run.optimizer.state_dict(), target / "optimizer.pt")
+    pointer = ckpt_root / "latest.json"
+    previous = json.loads(pointer.read_text())["folder"] if pointer.is_file() else None
+    tmp = ckpt_root / "latest.json.tmp"
+    tmp.write_text(json.dumps({"iteration": iteration, "folder": folder}) + "\n")
+    tmp.replace(pointer)
+    keep = run.cfg.train.keep_every
+    if previous and previous != folder:
+        prev_iter = int(previous.split("-")[1])
+        if not (keep and prev_iter % keep == 0):
+            shutil.rmtree(ckpt_root / previous, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation inside a run
+# --------------------------------------------------------------------------------------------
+
+
+def run_eval(run: Run, iteration: int, stage: str) -> dict:
+    cfg = run.cfg
+    tasks = run.source.tasks(cfg.env.eval_split)[: cfg.eval.tasks]
+    t0 = time.time()
+    with _bar(run, total=len(tasks), desc=f"eval {stage}", leave=False) as bar:
+        summary, _ = evaluate(
+            run.policy,
+            run.source,
+            tasks,
+            max_new_tokens=cfg.sampling.max_action_tokens,
+            temperature=cfg.eval.temperature,
+            history_length=cfg.sampling.history_length,
+            seed=_seed(cfg, iteration, 3),
+            on_episodes=bar.update,
+        )
+    record = {"iteration": iteration, "stage": stage, "seconds": round(time.time() - t0, 2), **summary}
+    _append_jsonl(run.path("eval.jsonl"), record)
+    _say(
+        run,
+        f"eval {stage} (iteration {iteration}): success {summary['success_rate']:.1%} "
+        f"over {summary['episodes']} {cfg.env.eval_split} tasks, invalid {summary['invalid_rate']:.1%}",
+    )
+    return record
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+
+
+def train_iteration(run: Run, iteration: int) -> dict:
+    """One RL iteration (1-based): rollout, advantages, update. Returns its metrics line."""
+    cfg = run.cfg
+    rng = np.random.default_rng(_seed(cfg, iteration, 0))
+    pool = run.source.tasks(cfg.env.train_split)
+    tasks = [pool[i] for i in rng.choice(len(pool), cfg.train.tasks_per_iteration, replace=False)]
+    generator = torch.Generator(device=run.policy.device).manual_seed(_seed(cfg, iteration, 1))
+
+    t0 = time.time()
+    episodes = rollout(
+        run.policy,
+        run.source,
+        tasks,
+        cfg.train.group_size,
+        max_new_tokens=cfg.sampling.max_action_tokens,
+        temperature=cfg.sampling.temperature,
+        history_length=cfg.sampling.history_length,
+        generator=generator,
+    )
+    t_rollout = time.time() - t0
+
+    rows = compute_advantages(episodes, cfg.algo)
+    warm = cfg.train.warmup_iterations
+    lr = cfg.train.lr * (min(1.0, iteration / warm) if warm else 1.0)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    t1 = time.time()
+    learned = update(
+        run.policy,
+        run.optimizer,
+        rows,
+        cfg.train,
+        cfg.algo,
+        cfg.sampling.temperature,
+        np.random.default_rng(_seed(cfg, iteration, 2)),
+    )
+    t_learn = time.time() - t1
+
+    summary = summarize(episodes)
+    generated = sum(len(s.response_ids) for e in episodes for s in e.steps)
+    sizes = rows.step_group_sizes
+    record = {
+        "iteration": iteration,
+        "train_success": summary["success_rate"],
+        "reward": float(np.mean([e.reward for e in episodes])) if episodes else 0.0,
+        "episode_length": summary["mean_steps"],
+        "invalid_rate": summary["invalid_rate"],
+        "env_errors": summary["errors"],
+        "success_by_type": {t: v["success_rate"] for t, v in summary["by_type"].items()},
+        "samples": len(rows.prompts),
+        "step_group_size_mean": float(sizes.mean()) if len(sizes) else 0.0,
+        "step_group_singleton_share": float((sizes == 1).mean()) if len(sizes) else 0.0,
+        "step_group_size_hist": np.bincount(np.minimum(sizes, 16), minlength=17)[1:].tolist() if len(sizes) else [],
+        "advantage_abs_mean": float(np.abs(rows.advantages).mean()) if len(sizes) else 0.0,
+        "loss": learned["loss"],
+        "pg_loss": learned["pg"],
+        "kl": learned["kl"],
+        "entropy": learned["entropy"],
+        "clip_fraction": learned["clip_fraction"],
+        "grad_norm": learned["grad_norm"],
+        "lr": lr,
+        "rollout_tokens": generated,
+        "rollout_tokens_per_s": generated / max(t_rollout, 1e-9),
+        "learner_tokens_per_s": learned["tokens"] / max(t_learn, 1e-9),
+        "time_rollout_s": round(t_rollout, 3),
+        "time_learner_s": round(t_learn, 3),
+    }
+    _append_jsonl(run.path("metrics.jsonl"), record)
+    sample = [e for e in episodes if e.index == 0][: cfg.train.trajectories_per_iteration]
+    for e in sample:
+        _append_jsonl(run.path("trajectories.jsonl"), {"iteration": iteration, **e.as_dict()})
+    return record
+
+
+def train(run: Run) -> dict:
+    """Run the remaining iterations; evaluate before, every `eval_every`, and after."""
+    cfg = run.cfg
+    evals = read_jsonl(run.path("eval.jsonl"))
+    if cfg.eval.before and not any(r["stage"] == "before" for r in evals):
+        run_eval(run, 0, "before")
+    with _bar(run, total=cfg.train.iterations, initial=run.start_iteration, desc=f"{cfg.algo.estimator}") as bar:
+        for iteration in range(run.start_iteration + 1, cfg.train.iterations + 1):
+            record = train_iteration(run, iteration)
+            if iteration % cfg.train.checkpoint_every == 0 or iteration == cfg.train.iterations:
+                save_checkpoint(run, iteration)
+            bar.update(1)
+            bar.set_postfix(success=f"{record['train_success']:.2f}", kl=f"{record['kl']:.3f}")
+            if run.quiet:
+                _say(
+                    run,
+                    f"iter {iteration}/{cfg.train.iterations} success {record['train_success']:.3f} "
+                    f"reward {record['reward']:.2f} len {record['episode_length']:.1f} "
+                    f"invalid {record['invalid_rate']:.3f} kl {record['kl']:.4f} "
+                    f"rollout {record['time_rollout_s']:.1f}s learner {record['time_learner_s']:.1f}s",
+                )
+            if cfg.train.eval_every and iteration % cfg.train.eval_every == 0 and iteration < cfg.train.iterations:
+                run_eval(run, iteration, "during")
+    evals = read_jsonl(run.path("eval.jsonl"))
+    after = next((r for r in evals if r["stage"] == "after"), None)
+    if after is None:
+        run.policy.save(run.path("model"))
+        after = run_eval(run, cfg.train.iterations, "after")
+    before = next((r for r in evals if r["stage"] == "before"), None)
+    result = {
+        "run_dir": str(run.dir),
+        "before": before["success_rate"] if before else None,
+        "after": after["success_rate"],
+        "iterations": cfg.train.iterations,
+    }
+    run.path("summary.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def main_train(cfg: Config | None, resume: str | None, quiet: bool) -> dict:
+    run = resume_run(resume, quiet) if resume else start_run(cfg, quiet)  # type: ignore[arg-type]
+    print(f"run directory: {run.dir}", file=sys.stderr if not quiet else sys.stdout, flush=True)
+    return train(run)

@@ -1,0 +1,114 @@
+"""From episodes to advantages and one update: penalties, crashed episodes, estimators, NaN stop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skillvet.advantages import gigpo_advantages
+from skillvet.config import AlgoConfig
+from skillvet.rollout import Episode, Step
+from skillvet.types import Task
+
+torch = pytest.importorskip("torch")
+
+
+def _episode(group: int, index: int, plan: list[tuple[str, float, bool]], error: str | None = None) -> Episode:
+    """plan: (anchor, reward, valid) per step."""
+    e = Episode(Task("household", "train", str(group), "pick_and_place"), group, index, "goal")
+    for anchor, reward, valid in plan:
+        e.steps.append(Step([1, 2], [3, 4], [-0.5, -0.5], "a", "x" if valid else None, anchor, reward, valid, "o"))
+    e.won = any(r > 0 for _, r, _ in plan)
+    e.error = error
+    return e
+
+
+def _batch() -> list[Episode]:
+    return [
+        _episode(0, 0, [("s0", 0, True), ("s1", 0, True), ("s2", 10, True)]),
+        _episode(0, 1, [("s0", 0, False), ("s0", 0, True), ("s1", 0, True)]),
+        _episode(0, 2, [("s0", 0, True), ("s3", 0, True)], error="worker died"),
+        _episode(1, 0, [("t0", 10, True)]),
+        _episode(1, 1, [("t0", 0, True), ("t1", 0, True)]),
+    ]
+
+
+def test_gigpo_rows_follow_the_reference_reward_shaping():
+    from skillvet.learner import compute_advantages
+
+    algo = AlgoConfig()
+    rows = compute_advantages(_batch(), algo)
+    assert len(rows.prompts) == 3 + 3 + 1 + 2  # the crashed episode is left out
+    # by hand: scores = return - own penalty; step returns discounted, minus own penalty
+    scores = [10, 10, 10, -0.1, 0, 0, 10, 0, 0]
+    g = 0.95
+    returns = [10 * g * g, 10 * g, 10, -0.1, 0, 0, 10, 0, 0]
+    anchors = ["s0", "s1", "s2", "s0", "s0", "s1", "t0", "t0", "t1"]
+    groups = [0, 0, 0, 0, 0, 0, 1, 1, 1]
+    traj = [0, 0, 0, 1, 1, 1, 2, 3, 3]
+    want = gigpo_advantages(scores, returns, anchors, groups, traj)
+    np.testing.assert_allclose(rows.advantages, want, atol=1e-9)
+    assert rows.step_group_sizes.tolist() == [3, 2, 1, 3, 3, 2, 2, 2, 1]
+
+
+def test_grpo_and_rloo_give_one_advantage_per_trajectory():
+    from skillvet.learner import compute_advantages
+
+    batch = [_episode(0, 0, [("a", 0, True), ("b", 10, True)]), _episode(0, 1, [("a", 0, True), ("c", 0, True)])]
+    for estimator in ("grpo", "rloo"):
+        rows = compute_advantages(batch, AlgoConfig(estimator=estimator))
+        assert rows.advantages[0] == pytest.approx(rows.advantages[1])
+        assert rows.advantages[2] == pytest.approx(rows.advantages[3])
+        assert rows.advantages[0] > 0 > rows.advantages[2]
+    rloo = compute_advantages(batch, AlgoConfig(estimator="rloo")).advantages
+    assert rloo[0] == pytest.approx(10.0) and rloo[2] == pytest.approx(-10.0)
+
+
+def test_no_rows_when_every_episode_crashed():
+    from skillvet.learner import compute_advantages
+
+    rows = compute_advantages([_episode(0, 0, [("a", 0, True)], error="boom")], AlgoConfig())
+    assert rows.prompts == [] and rows.advantages.shape == (0,)
+
+
+def test_a_nan_loss_stops_before_the_optimizer_steps(tmp_path):
+    from skillvet.config import ModelConfig, TrainConfig, TinyModelConfig
+    from skillvet.learner import NonFiniteLoss, Rows, update
+    from skillvet.policy.hf import Policy
+    from skillvet.policy.models import build_tiny
+
+    tiny = TinyModelConfig(layers=1, hidden=32, heads=2, vocab_size=300)
+    folder = build_tiny(["<|im_start|>user\nlook around<|im_end|>\n"] * 20, tiny, tmp_path / "m", seed=0)
+    policy = Policy.load(folder, ModelConfig(tiny=tiny, device="cpu"))
+    before = {k: v.clone() for k, v in policy.trainable_state().items()}
+    rows = Rows([[5, 6, 7]], [[8, 9]], [[-1.0, -1.0]], np.array([float("nan")]), np.array([1]))
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-2)
+    with pytest.raises(NonFiniteLoss, match="not applied"):
+        update(policy, optimizer, rows, TrainConfig(), AlgoConfig(), 1.0, np.random.default_rng(0))
+    after = policy.trainable_state()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_update_moves_probability_towards_positive_advantages(tmp_path):
+    from skillvet.config import ModelConfig, TinyModelConfig, TrainConfig
+    from skillvet.learner import Rows, update
+    from skillvet.policy.hf import Policy
+    from skillvet.policy.models import build_tiny
+
+    tiny = TinyModelConfig(layers=1, hidden=32, heads=2, vocab_size=300)
+    folder = build_tiny(["<|im_start|>user\nlook around go north<|im_end|>\n"] * 20, tiny, tmp_path / "m", seed=0)
+    policy = Policy.load(folder, ModelConfig(tiny=tiny, device="cpu"))
+    prompt = policy.encode_prompt("where?")
+    good, bad = policy.encode_answer("north"), policy.encode_answer("look")
+
+    def score(ans):
+        logp, _, mask = policy.token_logprobs([prompt], [ans])
+        return float((logp * mask).sum())
+
+    old = [policy.token_logprobs([prompt], [a])[0][0, -len(a):].tolist() for a in (good, bad)]
+    g0, b0 = score(good), score(bad)
+    rows = Rows([prompt, prompt], [good, bad], old, np.array([1.0, -1.0]), np.array([1, 1]))
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-2)
+    out = update(policy, optimizer, rows, TrainConfig(micro_batch_size=1), AlgoConfig(), 1.0, np.random.default_rng(0))
+    assert score(good) > g0 and score(bad) < b0
+    assert out["tokens"] == len(good) + len(bad) and out["grad_norm"] > 0

@@ -1,0 +1,128 @@
+"""The HF policy: sampling records the exact log-probs the learner recomputes; batching, stops,
+LoRA reference, checkpoints of the trainable weights."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from skillvet.config import HouseholdConfig, ModelConfig, TinyModelConfig  # noqa: E402
+from skillvet.envs.household import HouseholdSource  # noqa: E402
+from skillvet.policy.hf import Policy  # noqa: E402
+from skillvet.policy.models import build_tiny  # noqa: E402
+from skillvet.rollout import rollout  # noqa: E402
+from skillvet.sft import expert_demos  # noqa: E402
+
+TINY = TinyModelConfig(layers=2, hidden=64, heads=4, vocab_size=400, tokenizer_tasks=10)
+
+
+@pytest.fixture(scope="module")
+def source() -> HouseholdSource:
+    return HouseholdSource(HouseholdConfig(), max_steps=5)
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory, source):
+    demos = expert_demos(source, source.tasks("train")[:10])
+    texts = [f"<|im_start|>user\n{d.prompt}<|im_end|>\n<|im_start|>assistant\n{d.answer}<|im_end|>\n" for d in demos]
+    return build_tiny(texts, TINY, tmp_path_factory.mktemp("tiny"), seed=0)
+
+
+def _policy(folder, lora: bool = False) -> Policy:
+    return Policy.load(folder, ModelConfig(tiny=TINY, lora=lora, lora_rank=4, device="cpu"))
+
+
+def test_recomputed_logprobs_equal_sampling_logprobs_across_multistep_episodes(tiny_folder, source):
+    policy = _policy(tiny_folder)
+    gen = torch.Generator().manual_seed(0)
+    episodes = rollout(policy, source, source.tasks("train")[:3], 3, max_new_tokens=12, temperature=1.0, generator=gen)
+    steps = [s for e in episodes for s in e.steps]
+    assert len(steps) >= 3 * 3 * 2, "episodes should run several steps (random model: invalid actions)"
+    assert all(len(e.steps) > 1 for e in episodes)
+    logp, _, mask = policy.token_logprobs([s.prompt_ids for s in steps], [s.response_ids for s in steps])
+    worst = 0.0
+    for i, s in enumerate(steps):
+        got = logp[i][mask[i].bool()]
+        assert got.shape[0] == len(s.response_ids)
+        worst = max(worst, float((got.detach() - torch.tensor(s.logprobs)).abs().max()))
+    print(f"max |recomputed - sampled| log-prob over {len(steps)} steps: {worst:.2e}")
+    assert worst < 1e-4
+
+
+def test_temperature_is_applied_the_same_way_when_scoring(tiny_folder, source):
+    policy = _policy(tiny_folder)
+    prompt = policy.encode_prompt("Your task is to: put a mug in the sink.")
+    out = policy.generate([prompt], 10, temperature=0.7, generator=torch.Generator().manual_seed(1))[0]
+    logp, _, mask = policy.token_logprobs([prompt], [out.ids], temperature=0.7)
+    assert torch.allclose(logp[0][mask[0].bool()], torch.tensor(out.logprobs), atol=1e-4)
+
+
+def test_a_batch_answers_each_prompt_as_it_would_alone(tiny_folder):
+    policy = _policy(tiny_folder)
+    short = policy.encode_prompt("look")
+    long = policy.encode_prompt("You are in the middle of a room. " * 10 + "Your task is to: heat an egg.")
+    alone = policy.generate([short], 10, temperature=0.0)[0]
+    batched = policy.generate([long, short], 10, temperature=0.0)[1]
+    assert alone.ids == batched.ids
+    assert all(abs(a - b) < 1e-4 for a, b in zip(alone.logprobs, batched.logprobs))
+
+
+def test_generation_stops_at_the_closing_action_tag(tiny_folder, source):
+    """A model fine-tuned to answer '<action>look</action>' stops right after the closing tag."""
+    policy = _policy(tiny_folder)
+    prompt = policy.encode_prompt("say look")
+    answer = policy.encode_answer("<action>look</action>")
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=3e-3)
+    for _ in range(60):
+        logp, _, mask = policy.token_logprobs([prompt], [answer])
+        loss = -(logp * mask).sum() / mask.sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    out = policy.generate([prompt], 30, temperature=0.0)[0]
+    assert out.finish == "stop", out
+    assert out.text.endswith("</action>")
+    assert len(out.ids) < len(answer)  # the end-of-turn token was not needed
+
+
+def test_token_limit_ends_an_answer(tiny_folder):
+    policy = _policy(tiny_folder)
+    outs = policy.generate([policy.encode_prompt("x")] * 3, 4, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    for out in outs:
+        assert len(out.ids) <= 4 and len(out.ids) == len(out.logprobs)
+        assert out.finish in {"length", "eos", "stop"}
+        assert out.finish != "length" or len(out.ids) == 4
+
+
+def test_lora_reference_is_the_model_with_adapters_off(tiny_folder):
+    policy = _policy(tiny_folder, lora=True)
+    prompt, answer = policy.encode_prompt("go"), policy.encode_answer("<action>look</action>")
+    ref0 = policy.ref_logprobs([prompt], [answer])
+    logp0, _, _ = policy.token_logprobs([prompt], [answer])
+    assert torch.allclose(ref0, logp0.detach(), atol=1e-6)  # LoRA B starts at zero
+    trainable = {n for n, p in policy.model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-2)
+    for _ in range(3):
+        logp, _, mask = policy.token_logprobs([prompt], [answer])
+        loss = -(logp * mask).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    logp1, _, _ = policy.token_logprobs([prompt], [answer])
+    assert not torch.allclose(logp1.detach(), logp0.detach(), atol=1e-3)
+    assert torch.allclose(policy.ref_logprobs([prompt], [answer]), ref0, atol=1e-6)
+
+
+def test_trainable_state_round_trips(tiny_folder):
+    a, b = _policy(tiny_folder), _policy(tiny_folder)
+    with torch.no_grad():
+        for p in a.model.parameters():
+            p.add_(0.01)
+    b.load_trainable_state(a.trainable_state())
+    prompt, answer = a.encode_prompt("go"), a.encode_answer("<action>look</action>")
+    assert torch.allclose(a.token_logprobs([prompt], [answer])[0], b.token_logprobs([prompt], [answer])[0])
+    with pytest.raises(ValueError, match="does not fit"):
+        b.load_trainable_state({"nope": torch.zeros(1)})
