@@ -72,7 +72,7 @@ def test_no_rows_when_every_episode_crashed():
 
 
 def test_a_nan_loss_stops_before_the_optimizer_steps(tmp_path):
-    from skillvet.config import ModelConfig, TrainConfig, TinyModelConfig
+    from skillvet.config import ModelConfig, TinyModelConfig, TrainConfig
     from skillvet.learner import NonFiniteLoss, Rows, update
     from skillvet.policy.hf import Policy
     from skillvet.policy.models import build_tiny

@@ -38,7 +38,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class RunConfig:
-    name: str = "run"
+    name: str = "household-tiny"
     """Run name; the run directory is `<out_dir>/<name>-<time>`."""
     seed: int = 0
     """Seed for task sampling, model initialisation and generation."""
@@ -92,11 +92,11 @@ class AlgoConfig:
 
 @dataclass
 class HouseholdConfig:
-    num_receptacles: int = 12
+    num_receptacles: int = 8
     """Receptacles in a room (at least the room's staples, which number 5 to 7)."""
-    closed_share: float = 0.6
+    closed_share: float = 0.3
     """Probability that an openable receptacle (cabinet, drawer, fridge, microwave, safe) starts closed."""
-    distractors: int = 8
+    distractors: int = 3
     """Objects in the room besides the ones the task needs."""
     train_tasks: int = 6000
     """Tasks in the train split (seeds 0 .. train_tasks-1), spread evenly over its task types."""
@@ -188,7 +188,7 @@ class ScienceworldConfig:
 class EnvConfig:
     name: Literal["household", "alfworld", "scienceworld", "textworld", "sokoban"] = "household"
     """Which environment to play."""
-    max_steps: int = 30
+    max_steps: int = 20
     """Step limit of an episode (ALFWorld's papers use 50)."""
     data: str | None = None
     """Game folder for file-based environments (ALFWorld: the folder holding json_2.1.1, or $ALFWORLD_DATA)."""
@@ -211,7 +211,7 @@ class EnvConfig:
 
 @dataclass
 class TinyModelConfig:
-    layers: int = 4
+    layers: int = 2
     """Transformer blocks of the random-init Qwen2-style model."""
     hidden: int = 128
     """Hidden size (the size knob); the MLP is 4x wider."""
@@ -261,7 +261,7 @@ class ModelConfig:
 class SamplingConfig:
     temperature: float = 1.0
     """Sampling temperature of training rollouts (the learner scores tokens at the same temperature)."""
-    max_action_tokens: int = 48
+    max_action_tokens: int = 32
     """Tokens one answer may take; an answer cut there without an action is an invalid action."""
     history_length: int = 2
     """H: past steps (action and observation) shown in each prompt."""
@@ -274,13 +274,13 @@ class SamplingConfig:
 
 @dataclass
 class SftConfig:
-    steps: int = 0
+    steps: int = 700
     """Optimizer steps of the supervised warm start on expert demonstrations (0: no warm start)."""
     tasks: int = 1000
     """Train-split tasks whose expert episodes make the demonstrations."""
     batch_size: int = 32
     """Demonstration steps per optimizer step."""
-    lr: float = 1e-3
+    lr: float = 3e-3
     """Peak learning rate (linear warm-up over the first 5% of steps, cosine decay after)."""
     types: list[str] = field(default_factory=list)
     """Task types to demonstrate; empty means every type of the train split."""
@@ -294,14 +294,14 @@ class SftConfig:
 
 @dataclass
 class TrainConfig:
-    iterations: int = 20
+    iterations: int = 12
     """RL iterations: each samples tasks, plays them, and updates the policy."""
     tasks_per_iteration: int = 8
     """B: distinct tasks per iteration."""
     group_size: int = 8
     """N: rollouts per task, all from the same initial state."""
-    lr: float = 1e-5
-    """AdamW learning rate after warm-up."""
+    lr: float = 1e-4
+    """AdamW learning rate after warm-up (1e-6 for 7B models; small models need far more)."""
     warmup_iterations: int = 0
     """Iterations of linear learning-rate warm-up."""
     weight_decay: float = 0.0
@@ -312,7 +312,7 @@ class TrainConfig:
     """Passes of the learner over each iteration's samples (PPO epochs)."""
     mini_batches: int = 1
     """Optimizer steps per epoch; the samples are split evenly."""
-    micro_batch_size: int = 16
+    micro_batch_size: int = 32
     """Samples per forward/backward pass (gradient accumulation up to the mini-batch)."""
     entropy_coef: float = 0.0
     """Entropy bonus coefficient."""
@@ -326,8 +326,8 @@ class TrainConfig:
     """Trajectories written to trajectories.jsonl per iteration (whole episodes)."""
 
     def __post_init__(self) -> None:
-        for key in ("iterations", "checkpoint_every", "epochs", "mini_batches"):
-            _require(getattr(self, key) >= 1 or key == "iterations", f"train.{key}", "must be >= 1")
+        for key in ("checkpoint_every", "epochs", "mini_batches"):
+            _require(getattr(self, key) >= 1, f"train.{key}", "must be >= 1")
         _require(self.iterations >= 0, "train.iterations", "must be >= 0")
         _require(self.tasks_per_iteration >= 1, "train.tasks_per_iteration", "must be >= 1")
         _require(self.group_size >= 1, "train.group_size", "must be >= 1")

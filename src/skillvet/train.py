@@ -146,6 +146,7 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
     if path.exists() and any(path.iterdir()):
         raise FileExistsError(f"run directory {path} exists and is not empty; use --resume")
     path.mkdir(parents=True, exist_ok=True)
+    print(f"run directory: {path}", file=sys.stdout if quiet else sys.stderr, flush=True)
     save_config(cfg, path / "config.yaml")
     source = make_source(cfg.env)
     torch.manual_seed(cfg.run.seed)
@@ -384,6 +385,9 @@ def train(run: Run) -> dict:
 
 
 def main_train(cfg: Config | None, resume: str | None, quiet: bool) -> dict:
-    run = resume_run(resume, quiet) if resume else start_run(cfg, quiet)  # type: ignore[arg-type]
-    print(f"run directory: {run.dir}", file=sys.stderr if not quiet else sys.stdout, flush=True)
+    if resume:
+        run = resume_run(resume, quiet)
+        print(f"resuming {run.dir} after iteration {run.start_iteration}", flush=True)
+    else:
+        run = start_run(cfg, quiet)  # type: ignore[arg-type]
     return train(run)

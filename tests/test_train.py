@@ -1,0 +1,121 @@
+"""The training loop end to end on household with a very small tiny model: run directory,
+metrics, evaluation, checkpoints, and a SIGKILL followed by --resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from skillvet.config import load_config
+
+SMALL = [
+    "model.tiny.layers=1",
+    "model.tiny.hidden=32",
+    "model.tiny.heads=2",
+    "model.tiny.vocab_size=300",
+    "model.tiny.tokenizer_tasks=5",
+    "model.threads=1",
+    "sft.steps=3",
+    "sft.tasks=5",
+    "sft.batch_size=8",
+    "train.tasks_per_iteration=2",
+    "train.group_size=2",
+    "train.micro_batch_size=8",
+    "env.max_steps=3",
+    "eval.tasks=4",
+    "sampling.max_action_tokens=8",
+]
+
+METRIC_KEYS = {
+    "iteration", "train_success", "reward", "episode_length", "invalid_rate", "step_group_size_mean",
+    "step_group_size_hist", "kl", "entropy", "loss", "rollout_tokens_per_s", "learner_tokens_per_s",
+    "time_rollout_s", "time_learner_s", "success_by_type",
+}
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
+
+
+def test_a_run_directory_holds_everything_a_person_needs(tmp_path):
+    from skillvet.train import start_run, train
+
+    cfg = load_config(None, [*SMALL, "train.iterations=2", f"run.out_dir={tmp_path}"])
+    run = start_run(cfg, quiet=True)
+    result = train(run)
+    d = run.dir
+    assert d.parent == tmp_path and d.name.startswith("household-tiny-")
+    metrics = _lines(d / "metrics.jsonl")
+    assert [m["iteration"] for m in metrics] == [1, 2]
+    assert set(metrics[0]) >= METRIC_KEYS
+    assert all(0.0 <= m["train_success"] <= 1.0 for m in metrics)
+    evals = _lines(d / "eval.jsonl")
+    assert [e["stage"] for e in evals] == ["before", "after"] and evals[0]["episodes"] == 4
+    assert result["after"] == evals[-1]["success_rate"]
+    trajectories = _lines(d / "trajectories.jsonl")
+    assert trajectories and all(t["steps"] for t in trajectories)
+    assert json.loads((d / "checkpoints" / "latest.json").read_text())["iteration"] == 2
+    assert (d / "model" / "config.json").is_file() and (d / "config.yaml").is_file()
+    assert load_config(d / "config.yaml").train.iterations == 2
+    assert _lines(d / "sft.jsonl")
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "skillvet", "train", *args, "--quiet"], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_sigkill_then_resume_loses_no_line_and_repeats_no_iteration(tmp_path):
+    iterations = 6
+    args = [*SMALL, f"train.iterations={iterations}"]
+    killed_root, clean_root = tmp_path / "killed", tmp_path / "clean"
+    proc = _run([*args, f"run.out_dir={killed_root}"], tmp_path)
+    deadline = time.time() + 300
+    metrics_file = None
+    while time.time() < deadline:
+        found = list(killed_root.glob("*/metrics.jsonl"))
+        if found and len(_lines(found[0])) >= 2:
+            metrics_file = found[0]
+            break
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.05)
+    assert metrics_file is not None, "the run never wrote two metrics lines"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run_dir = metrics_file.parent
+    seen_at_kill = len(_lines(metrics_file))
+    assert seen_at_kill < iterations
+
+    resumed = subprocess.run([sys.executable, "-m", "skillvet", "train", "--resume", str(run_dir), "--quiet"],
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    got = _lines(metrics_file)
+    assert [m["iteration"] for m in got] == list(range(1, iterations + 1))
+    assert [e["stage"] for e in _lines(run_dir / "eval.jsonl")] == ["before", "after"]
+
+    # the same run without a kill gives the same numbers: the resumed run went on exactly
+    clean = _run([*args, f"run.out_dir={clean_root}"], tmp_path)
+    clean.communicate(timeout=600)
+    assert clean.returncode == 0
+    want = _lines(next(clean_root.glob("*/metrics.jsonl")))
+    for a, b in zip(got, want):
+        assert (a["reward"], a["train_success"], a["samples"]) == (b["reward"], b["train_success"], b["samples"])
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-6)
+
+
+def test_resume_refuses_a_folder_that_is_not_a_run(tmp_path):
+    from skillvet.train import resume_run
+
+    with pytest.raises(FileNotFoundError, match="not a run directory"):
+        resume_run(tmp_path)
