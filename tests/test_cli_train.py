@@ -21,9 +21,9 @@ def test_sft_writes_a_model_that_eval_reads(tmp_path, capsys):
     out = tmp_path / "warm"
     assert main(["sft", "--env", "household", "--steps", "3", "--out", str(out), "--quiet", *SMALL]) == 0
     printed = capsys.readouterr().out
-    assert "eval success" in printed and (out / "model" / "config.json").is_file()
+    assert "eval success" in printed and (out / "model-sft" / "config.json").is_file()
 
-    assert main(["eval", "--model", str(out / "model"), "--env", "household", "--limit", "6",
+    assert main(["eval", "--model", str(out / "model-sft"), "--env", "household", "--limit", "6",
                  "--max-steps", "3", "--json", "--out", str(tmp_path / "episodes.jsonl")]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["episodes"] == 6 and 0.0 <= report["success_rate"] <= 1.0

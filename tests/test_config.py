@@ -70,3 +70,11 @@ def test_missing_file_and_bad_top_level(tmp_path):
     bad.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(bad)
+
+
+def test_exponent_without_a_dot_is_a_number():
+    from skillvet.config import ConfigError, load_config
+
+    assert load_config(None, ["train.lr=5e-4"]).train.lr == 5e-4
+    with pytest.raises(ConfigError, match="train.lr: expected a number"):
+        load_config(None, ["train.lr=fast"])

@@ -167,8 +167,7 @@ def cmd_sft(args: argparse.Namespace) -> int:
     if cfg.sft.steps == 0:
         raise SystemExit("skillvet: sft needs sft.steps > 0 (--steps N)")
     run = start_run(cfg, quiet=args.quiet, run_dir=args.out)
-    out = Path(args.out) / "model"
-    run.policy.save(out)
+    out = Path(args.out) / "model-sft"  # a HF folder, or LoRA adapters naming their base in BASE
     source = make_source(cfg.env)
     summary, _ = evaluate(
         run.policy,
@@ -245,6 +244,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from skillvet.report import write_report
+
+    path = write_report(args.run_dir, args.out, trajectories=args.trajectories)
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from skillvet.report import compare, format_table
+
+    rows, figure = compare(args.run_dirs, args.out)
+    print(format_table(rows))
+    if figure is not None:
+        print(f"\nfigure: {figure} · page: {figure.with_name('compare.html')}")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skillvet",
@@ -304,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     sft.add_argument("--data", help="game folder for file-based environments (ALFWorld)")
     sft.add_argument("--steps", type=int, help="SFT optimizer steps (sft.steps)")
     sft.add_argument("--recipe", help="YAML recipe to start from")
-    sft.add_argument("--out", required=True, help="output folder; the model goes to OUT/model")
+    sft.add_argument("--out", required=True, help="output folder; the model goes to OUT/model-sft")
     sft.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, e.g. sft.lr=3e-3")
     sft.add_argument("--quiet", action="store_true", help="no progress bars")
     sft.set_defaults(func=cmd_sft)
@@ -325,6 +344,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=cmd_eval)
+
+    report = sub.add_parser("report", help="figures and a self-contained report.html for a run")
+    report.add_argument("run_dir", help="run directory")
+    report.add_argument("--out", help="output folder (default RUN_DIR/report)")
+    report.add_argument("--trajectories", type=int, default=3, help="sample trajectories to render")
+    report.set_defaults(func=cmd_report)
+
+    cmp_ = sub.add_parser("compare", help="runs grouped by recipe: curves over seeds and a summary table")
+    cmp_.add_argument("run_dirs", nargs="+", help="run directories")
+    cmp_.add_argument("--out", help="folder for compare.png, compare.md and compare.html")
+    cmp_.add_argument("--json", action="store_true", help="also print the rows as JSON")
+    cmp_.set_defaults(func=cmd_compare)
     return parser
 
 

