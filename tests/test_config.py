@@ -76,5 +76,5 @@ def test_exponent_without_a_dot_is_a_number():
     from skillvet.config import ConfigError, load_config
 
     assert load_config(None, ["train.lr=5e-4"]).train.lr == 5e-4
-    with pytest.raises(ConfigError, match="train.lr: expected a number"):
+    with pytest.raises(ConfigError, match=r"train\.lr: expected a number"):
         load_config(None, ["train.lr=fast"])
