@@ -157,3 +157,24 @@ def test_anchor_is_the_state_not_the_text(source):
     world, _ = generate(task.task_type, int(task.id), source.cfg)
     assert first.anchor == state_key(world)
     assert tuple(admissible_actions(world)) == first.admissible
+
+
+def test_search_expert_wins_without_reading_hidden_state():
+    from skillvet.config import HouseholdConfig
+    from skillvet.envs.household import HouseholdSource
+
+    source = HouseholdSource(HouseholdConfig(expert="search"), max_steps=40)
+    oracle = HouseholdSource(HouseholdConfig(expert="oracle"), max_steps=40)
+    longer = 0
+    for task in source.tasks("eval")[:120]:
+        env = source.make(task)
+        result = env.reset()
+        for action in source.expert(task):
+            # it only ever takes what the current observation shows
+            if action.startswith("take "):
+                assert action.split(" from ")[0][5:] in result.observation
+            result = env.step(action)
+            assert result.action_valid
+        assert result.won
+        longer += len(source.expert(task)) > len(oracle.expert(task))
+    assert longer > 30  # searching costs steps the oracle does not take

@@ -64,7 +64,8 @@ class Episode:
     def invalid_steps(self) -> int:
         return sum(not s.valid for s in self.steps)
 
-    def as_dict(self) -> dict:
+    def as_dict(self, decode: Callable[[list[int]], str] | None = None) -> dict:
+        """A JSON-ready record; with `decode`, each step carries its prompt as the model saw it."""
         return {
             "task": self.task.id,
             "task_type": self.task.task_type,
@@ -76,7 +77,14 @@ class Episode:
             "error": self.error,
             "skills": list(self.skills),
             "steps": [
-                {"answer": s.answer, "action": s.action, "valid": s.valid, "reward": s.reward, "observation": s.observation}
+                {
+                    **({"prompt": decode(s.prompt_ids)} if decode is not None else {}),
+                    "answer": s.answer,
+                    "action": s.action,
+                    "valid": s.valid,
+                    "reward": s.reward,
+                    "observation": s.observation,
+                }
                 for s in self.steps
             ],
         }

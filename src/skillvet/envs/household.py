@@ -550,8 +550,15 @@ def state_key(w: World) -> tuple:
 # --------------------------------------------------------------------------------------------
 
 
-def expert_plan(world: World, goal: Goal) -> list[str]:
-    """A shortest-or-near plan that reads the hidden state: fetch, treat, deliver."""
+def expert_plan(world: World, goal: Goal, search: bool = False) -> list[str]:
+    """A plan that fetches, treats and delivers.
+
+    The oracle (default) reads the hidden state and goes straight to each object. With
+    `search`, the expert reads only what the agent could see: it visits receptacles in the order
+    of the admissible "go to" actions (alphabetical), opening closed ones, and takes the first
+    object of the wanted type it sees. Its choice at each step depends only on the current
+    observation and actions, so a policy without memory can imitate it.
+    """
     w = world.copy()
     plan: list[str] = []
 
@@ -572,9 +579,24 @@ def expert_plan(world: World, goal: Goal) -> list[str]:
         go(r)
         do(f"take {obj} from {r}")
 
+    def search_for(taken: set[str]) -> str:
+        for r in sorted(w.receptacles):
+            if r == target_name and goal.task_type != "look_at_obj_in_light":
+                continue  # what lies in the target already is not to be fetched again
+            go(r)
+            seen = [o for o in w.contents[r] if w.otype.get(o) == goal.obj and o not in taken]
+            if seen:
+                obj = min(seen, key=lambda o: int(o.rsplit(" ", 1)[1]))
+                do(f"take {obj} from {r}")
+                return obj
+        raise RuntimeError(f"search found no {goal.obj} for goal {goal.text!r}")
+
     matching = sorted(
         (o for o, t in w.otype.items() if t == goal.obj), key=lambda o: int(o.rsplit(" ", 1)[1])
     )
+    target_name = next((r for r in w.receptacles if w.rtype[r] == goal.target), None)
+    if search:
+        return _search_plan(w, goal, plan, do, go, search_for)
     if goal.task_type == "look_at_obj_in_light":
         fetch(matching[0])
         go(w.lamp_at)  # type: ignore[arg-type]
@@ -585,6 +607,28 @@ def expert_plan(world: World, goal: Goal) -> list[str]:
     carry = matching[:2] if goal.task_type == "pick_two_obj_and_place" else matching[:1]
     for obj in carry:
         fetch(obj)
+        if goal.task_type in APPLIANCE:
+            appliance, verb, _ = APPLIANCE[goal.task_type]
+            station = next(r for r in w.receptacles if w.rtype[r] == appliance)
+            if w.at != station:
+                do(f"go to {station}")
+            do(f"{verb} {obj} with {station}")
+        go(target)
+        do(f"move {obj} to {target}")
+    return plan
+
+
+def _search_plan(w, goal, plan, do, go, search_for) -> list[str]:
+    if goal.task_type == "look_at_obj_in_light":
+        search_for(set())
+        go(w.lamp_at)
+        do("use desklamp 1")
+        return plan
+    target = next(r for r in w.receptacles if w.rtype[r] == goal.target)
+    taken: set[str] = set()
+    for _ in range(2 if goal.task_type == "pick_two_obj_and_place" else 1):
+        obj = search_for(taken)
+        taken.add(obj)
         if goal.task_type in APPLIANCE:
             appliance, verb, _ = APPLIANCE[goal.task_type]
             station = next(r for r in w.receptacles if w.rtype[r] == appliance)
@@ -675,4 +719,4 @@ class HouseholdSource:
         return HouseholdEnv(world, goal, self.max_steps)
 
     def expert(self, task: Task) -> list[str]:
-        return expert_plan(*self._world(task))
+        return expert_plan(*self._world(task), search=self.cfg.expert == "search")
