@@ -106,7 +106,7 @@ class HouseholdConfig:
     """Task types of the train split; leave some out to test transfer to unseen types."""
     eval_types: list[str] = field(default_factory=lambda: list(TASK_TYPES))
     """Task types of the eval split."""
-    expert: Literal["oracle", "search"] = "search"
+    expert: Literal["oracle", "search"] = "oracle"
     """Expert for checks and warm starts: "oracle" reads hidden state and goes straight to the object; "search" sees only what an agent sees and searches receptacles in order (imitable without memory)."""
 
     def __post_init__(self) -> None:
