@@ -341,8 +341,8 @@ def train_iteration(run: Run, iteration: int) -> dict:
     _append_jsonl(run.path("metrics.jsonl"), record)
     sample = [e for e in episodes if e.index == 0][: cfg.train.trajectories_per_iteration]
     for e in sample:
-        record = e.as_dict(decode=run.policy.tokenizer.decode)
-        _append_jsonl(run.path("trajectories.jsonl"), {"iteration": iteration, **record})
+        episode = e.as_dict(decode=run.policy.tokenizer.decode)
+        _append_jsonl(run.path("trajectories.jsonl"), {"iteration": iteration, **episode})
     return record
 
 
