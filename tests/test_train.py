@@ -119,3 +119,20 @@ def test_resume_refuses_a_folder_that_is_not_a_run(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="not a run directory"):
         resume_run(tmp_path)
+
+
+def test_tensorboard_gets_the_same_numbers_as_metrics_jsonl(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from skillvet.train import start_run, train
+
+    cfg = load_config(None, [*SMALL, "train.iterations=2", "log.tensorboard=true", f"run.out_dir={tmp_path}"])
+    run = start_run(cfg, quiet=True)
+    train(run)
+    events = EventAccumulator(str(run.dir / "tensorboard"))
+    events.Reload()
+    rewards = [e.value for e in events.Scalars("train/reward")]
+    metrics = _lines(run.dir / "metrics.jsonl")
+    assert rewards == pytest.approx([m["reward"] for m in metrics])
+    assert [e.step for e in events.Scalars("eval/success_rate")] == [0, 2]

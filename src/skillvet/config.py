@@ -353,6 +353,16 @@ class EvalConfig:
 
 
 @dataclass
+class LogConfig:
+    tensorboard: bool = False
+    """Also write every metric to TensorBoard event files in RUN_DIR/tensorboard (needs the tensorboard package)."""
+    wandb: bool = False
+    """Also log every metric to Weights & Biases (needs wandb installed and configured)."""
+    wandb_project: str = "skillvet"
+    """wandb project name."""
+
+
+@dataclass
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
     """Naming, seeding and output."""
@@ -370,6 +380,8 @@ class Config:
     """The RL loop and its optimizer."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation before, during and after training."""
+    log: LogConfig = field(default_factory=LogConfig)
+    """Optional logging backends; metrics.jsonl is always written."""
 
 
 # --------------------------------------------------------------------------------------------

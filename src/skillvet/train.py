@@ -22,12 +22,13 @@ Choices:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -63,10 +64,49 @@ class Run:
     optimizer: torch.optim.Optimizer
     start_iteration: int = 0
     quiet: bool = False
-    log: list[str] = field(default_factory=list)
+    loggers: Loggers | None = None
 
     def path(self, name: str) -> Path:
         return self.dir / name
+
+
+class Loggers:
+    """Optional backends beside metrics.jsonl: TensorBoard and wandb, fed the same numbers."""
+
+    def __init__(self, cfg: Config, run_dir: Path) -> None:
+        self.tb = self.wandb = None
+        if cfg.log.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as err:
+                raise ImportError("log.tensorboard needs the tensorboard package: pip install tensorboard") from err
+            self.tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        if cfg.log.wandb:
+            try:
+                import wandb
+            except ImportError as err:
+                raise ImportError("log.wandb needs the wandb package: pip install wandb") from err
+            self.wandb = wandb.init(project=cfg.log.wandb_project, name=run_dir.name, dir=str(run_dir),
+                                    config=json.loads(json.dumps(dataclasses.asdict(cfg))), resume="allow", id=run_dir.name)
+
+    def log(self, prefix: str, record: dict, step: int) -> None:
+        flat = {}
+        for key, value in record.items():
+            if isinstance(value, bool) or key == "iteration":
+                continue
+            if isinstance(value, int | float):
+                flat[f"{prefix}/{key}"] = float(value)
+            elif isinstance(value, dict):  # success_by_type, by_type
+                for sub, v in value.items():
+                    v = v.get("success_rate") if isinstance(v, dict) else v
+                    if isinstance(v, int | float):
+                        flat[f"{prefix}/{key}/{sub}"] = float(v)
+        if self.tb is not None:
+            for key, value in flat.items():
+                self.tb.add_scalar(key, value, step)
+            self.tb.flush()
+        if self.wandb is not None:
+            self.wandb.log(flat, step=step)
 
 
 def _append_jsonl(path: Path, record: dict) -> None:
@@ -258,6 +298,8 @@ def run_eval(run: Run, iteration: int, stage: str) -> dict:
         )
     record = {"iteration": iteration, "stage": stage, "seconds": round(time.time() - t0, 2), **summary}
     _append_jsonl(run.path("eval.jsonl"), record)
+    if run.loggers is not None:
+        run.loggers.log("eval", record, iteration)
     _say(
         run,
         f"eval {stage} (iteration {iteration}): success {summary['success_rate']:.1%} "
@@ -339,6 +381,8 @@ def train_iteration(run: Run, iteration: int) -> dict:
         "time_learner_s": round(t_learn, 3),
     }
     _append_jsonl(run.path("metrics.jsonl"), record)
+    if run.loggers is not None:
+        run.loggers.log("train", record, iteration)
     sample = [e for e in episodes if e.index == 0][: cfg.train.trajectories_per_iteration]
     for e in sample:
         episode = e.as_dict(decode=run.policy.tokenizer.decode)
@@ -349,6 +393,7 @@ def train_iteration(run: Run, iteration: int) -> dict:
 def train(run: Run) -> dict:
     """Run the remaining iterations; evaluate before, every `eval_every`, and after."""
     cfg = run.cfg
+    run.loggers = Loggers(cfg, run.dir)
     evals = read_jsonl(run.path("eval.jsonl"))
     if cfg.eval.before and not any(r["stage"] == "before" for r in evals):
         run_eval(run, 0, "before")
