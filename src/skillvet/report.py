@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import yaml
+
+from skillvet.config import load_config, to_dict
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -40,7 +41,9 @@ def load_run(run_dir: str | Path) -> dict:
         raise FileNotFoundError(f"{d} is not a run directory (no config.yaml)")
     return {
         "dir": d,
-        "config": yaml.safe_load((d / "config.yaml").read_text()),
+        # resolved through the current config classes: fields added since the run took their
+        # defaults, so old and new runs of one recipe compare equal
+        "config": to_dict(load_config(d / "config.yaml")),
         "metrics": _jsonl(d / "metrics.jsonl"),
         "eval": _jsonl(d / "eval.jsonl"),
         "trajectories": _jsonl(d / "trajectories.jsonl"),
