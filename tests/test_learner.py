@@ -103,7 +103,7 @@ def test_update_moves_probability_towards_positive_advantages(tmp_path):
 
     def score(ans):
         logp, _, mask = policy.token_logprobs([prompt], [ans])
-        return float((logp * mask).sum())
+        return float((logp * mask).sum().detach())
 
     old = [policy.token_logprobs([prompt], [a])[0][0, -len(a):].tolist() for a in (good, bad)]
     g0, b0 = score(good), score(bad)
