@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import tempfile
 import time
@@ -30,31 +29,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from advantages import cpu_name  # bench/advantages.py, beside this script
 from skillvet.config import AlgoConfig, HouseholdConfig, ModelConfig, TinyModelConfig, TrainConfig
 from skillvet.envs.household import HouseholdSource
 from skillvet.learner import compute_advantages, update
 from skillvet.policy.hf import Policy
-from skillvet.policy.models import build_tiny, resolve
+from skillvet.policy.models import build_tiny, chatml_text, resolve
 from skillvet.rollout import rollout
 from skillvet.sft import expert_demos
 
 README = Path(__file__).with_name("README.md")
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
-
-
 def load(name: str, tmp: Path, source: HouseholdSource) -> Policy:
     if name == "tiny":
         demos = expert_demos(source, source.tasks("train")[:200])
-        texts = [f"<|im_start|>user\n{d.prompt}<|im_end|>\n<|im_start|>assistant\n{d.answer}<|im_end|>\n" for d in demos]
+        texts = [chatml_text(d.prompt, d.answer) for d in demos]
         folder = build_tiny(texts, TinyModelConfig(), tmp / "tiny", seed=0)
         return Policy.load(folder, ModelConfig(device="cpu"))
     return Policy.load(resolve(name), ModelConfig(name=name, lora=True, device="cpu"))

@@ -11,7 +11,7 @@ pytest.importorskip("transformers")
 from skillvet.config import HouseholdConfig, ModelConfig, TinyModelConfig  # noqa: E402
 from skillvet.envs.household import HouseholdSource  # noqa: E402
 from skillvet.policy.hf import Policy  # noqa: E402
-from skillvet.policy.models import build_tiny  # noqa: E402
+from skillvet.policy.models import build_tiny, chatml_text  # noqa: E402
 from skillvet.rollout import rollout  # noqa: E402
 from skillvet.sft import expert_demos  # noqa: E402
 
@@ -26,7 +26,7 @@ def source() -> HouseholdSource:
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory, source):
     demos = expert_demos(source, source.tasks("train")[:10])
-    texts = [f"<|im_start|>user\n{d.prompt}<|im_end|>\n<|im_start|>assistant\n{d.answer}<|im_end|>\n" for d in demos]
+    texts = [chatml_text(d.prompt, d.answer) for d in demos]
     return build_tiny(texts, TINY, tmp_path_factory.mktemp("tiny"), seed=0)
 
 

@@ -152,7 +152,6 @@ def cmd_sft(args: argparse.Namespace) -> int:
     """Warm start alone: a model folder trained on expert demonstrations."""
     from pathlib import Path
 
-    from skillvet.envs import make_source
     from skillvet.evaluate import evaluate
     from skillvet.train import start_run
 
@@ -168,11 +167,10 @@ def cmd_sft(args: argparse.Namespace) -> int:
         raise SystemExit("skillvet: sft needs sft.steps > 0 (--steps N)")
     run = start_run(cfg, quiet=args.quiet, run_dir=args.out)
     out = Path(args.out) / "model-sft"  # a HF folder, or LoRA adapters naming their base in BASE
-    source = make_source(cfg.env)
     summary, _ = evaluate(
         run.policy,
-        source,
-        source.tasks(cfg.env.eval_split)[: cfg.eval.tasks],
+        run.source,
+        run.source.tasks(cfg.env.eval_split)[: cfg.eval.tasks],
         max_new_tokens=cfg.sampling.max_action_tokens,
         history_length=cfg.sampling.history_length,
     )

@@ -20,19 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from skillvet.config import load_config, to_dict
-
-
-def _jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out
+from skillvet.jsonl import read_jsonl
 
 
 def load_run(run_dir: str | Path) -> dict:
@@ -44,10 +32,10 @@ def load_run(run_dir: str | Path) -> dict:
         # resolved through the current config classes: fields added since the run took their
         # defaults, so old and new runs of one recipe compare equal
         "config": to_dict(load_config(d / "config.yaml")),
-        "metrics": _jsonl(d / "metrics.jsonl"),
-        "eval": _jsonl(d / "eval.jsonl"),
-        "trajectories": _jsonl(d / "trajectories.jsonl"),
-        "sft": _jsonl(d / "sft.jsonl"),
+        "metrics": read_jsonl(d / "metrics.jsonl"),
+        "eval": read_jsonl(d / "eval.jsonl"),
+        "trajectories": read_jsonl(d / "trajectories.jsonl"),
+        "sft": read_jsonl(d / "sft.jsonl"),
     }
 
 

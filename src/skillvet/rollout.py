@@ -109,12 +109,10 @@ def rollout(
     history_length: int = 2,
     generator: torch.Generator | None = None,
     skills: Callable[[Task, str], Sequence[str]] | None = None,
-    on_step: Callable[[int, int], None] | None = None,
 ) -> list[Episode]:
     """Play every task `group_size` times; return the episodes, grouped by task, in order.
 
     `skills(task, goal)` gives the skill texts to show for a task (none when omitted).
-    `on_step(finished, total)` is called after every batched step (progress bars).
     """
     running: list[_Running] = []
     episodes: list[Episode] = []
@@ -130,7 +128,6 @@ def rollout(
                 env.close()
                 continue
             running.append(_Running(episode, env, first))
-    total, finished = len(episodes), len(episodes) - len(running)
     while running:
         prompts = [
             policy.encode_prompt(
@@ -169,10 +166,7 @@ def rollout(
                 r.episode.won = result.won
                 r.episode.error = result.error
                 r.env.close()
-                finished += 1
             else:
                 still.append(r)
         running = still
-        if on_step is not None:
-            on_step(finished, total)
     return episodes

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import sys
 import time
@@ -38,9 +37,10 @@ import torch
 from skillvet.config import Config, load_config, save_config
 from skillvet.envs import TaskSource, make_source
 from skillvet.evaluate import evaluate, summarize
+from skillvet.jsonl import append_jsonl, keep_through, read_jsonl
 from skillvet.learner import compute_advantages, update
 from skillvet.policy.hf import Policy
-from skillvet.policy.models import build_tiny, resolve
+from skillvet.policy.models import build_tiny, chatml_text, resolve
 from skillvet.rollout import rollout
 from skillvet.sft import expert_demos, supervised
 
@@ -109,36 +109,6 @@ class Loggers:
             self.wandb.log(flat, step=step)
 
 
-def _append_jsonl(path: Path, record: dict) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a kill mid-write
-                continue
-    return records
-
-
-def _truncate_jsonl(path: Path, keep_through: int) -> None:
-    """Keep the records whose iteration is <= keep_through (atomically rewritten)."""
-    if not path.is_file():
-        return
-    kept = [r for r in read_jsonl(path) if r.get("iteration", 0) <= keep_through]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    tmp.replace(path)
-
-
 def _say(run: Run, text: str) -> None:
     from tqdm import tqdm
 
@@ -164,15 +134,23 @@ def load_policy_from_start(run_dir: Path, cfg: Config) -> Policy:
     return Policy.load(start["base"], cfg.model, adapter=start["adapter"])
 
 
+def latest_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
+    """(iteration, folder) of the checkpoint `checkpoints/latest.json` points at, if any."""
+    pointer = run_dir / "checkpoints" / "latest.json"
+    if not pointer.is_file():
+        return None
+    latest = json.loads(pointer.read_text())
+    return latest["iteration"], run_dir / "checkpoints" / latest["folder"]
+
+
 def load_run_policy(run_dir: str | Path) -> tuple[Config, Policy]:
     """A run's config and its policy at the last checkpoint (the start policy if none)."""
     path = Path(run_dir)
     cfg = load_config(path / "config.yaml")
     policy = load_policy_from_start(path, cfg)
-    latest = path / "checkpoints" / "latest.json"
-    if latest.is_file():
-        folder = json.loads(latest.read_text())["folder"]
-        policy.load_trainable_state(torch.load(path / "checkpoints" / folder / "trainable.pt", map_location="cpu"))
+    latest = latest_checkpoint(path)
+    if latest is not None:
+        policy.load_trainable_state(torch.load(latest[1] / "trainable.pt", map_location="cpu"))
     policy.model.eval()
     return cfg, policy
 
@@ -199,10 +177,7 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
         texts_demos = demos or expert_demos(
             source, source.tasks(cfg.env.train_split)[: cfg.model.tiny.tokenizer_tasks], cfg.sampling.history_length
         )
-        texts = [
-            f"<|im_start|>user\n{d.prompt}<|im_end|>\n<|im_start|>assistant\n{d.answer}<|im_end|>\n"
-            for d in texts_demos[: 50 * cfg.model.tiny.tokenizer_tasks]
-        ]
+        texts = [chatml_text(d.prompt, d.answer) for d in texts_demos[: 50 * cfg.model.tiny.tokenizer_tasks]]
         base = str(build_tiny(texts, cfg.model.tiny, path / "model-init", cfg.run.seed))
     else:
         base = resolve(cfg.model.name)
@@ -217,7 +192,7 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}")
                 if step % 25 == 0 or step == cfg.sft.steps - 1:
-                    _append_jsonl(path / "sft.jsonl", {"step": step, "loss": loss})
+                    append_jsonl(path / "sft.jsonl", {"step": step, "loss": loss})
 
             losses = supervised(policy, demos, cfg.sft, cfg.run.seed, on_step=on_step)
         _say(run, f"warm start done: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
@@ -244,15 +219,13 @@ def resume_run(run_dir: str | Path, quiet: bool = False) -> Run:
         torch.set_num_threads(cfg.model.threads)
     policy = load_policy_from_start(path, cfg)
     run = Run(cfg, path, make_source(cfg.env), policy, _optimizer(policy, cfg), quiet=quiet)
-    latest = path / "checkpoints" / "latest.json"
-    if latest.is_file():
-        pointer = json.loads(latest.read_text())
-        ckpt = path / "checkpoints" / pointer["folder"]
+    latest = latest_checkpoint(path)
+    if latest is not None:
+        run.start_iteration, ckpt = latest
         policy.load_trainable_state(torch.load(ckpt / "trainable.pt", map_location="cpu"))
         run.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location="cpu"))
-        run.start_iteration = pointer["iteration"]
     for name in ("metrics.jsonl", "trajectories.jsonl", "eval.jsonl"):
-        _truncate_jsonl(path / name, run.start_iteration)
+        keep_through(path / name, run.start_iteration)
     return run
 
 
@@ -297,7 +270,7 @@ def run_eval(run: Run, iteration: int, stage: str) -> dict:
             on_episodes=bar.update,
         )
     record = {"iteration": iteration, "stage": stage, "seconds": round(time.time() - t0, 2), **summary}
-    _append_jsonl(run.path("eval.jsonl"), record)
+    append_jsonl(run.path("eval.jsonl"), record)
     if run.loggers is not None:
         run.loggers.log("eval", record, iteration)
     _say(
@@ -380,13 +353,13 @@ def train_iteration(run: Run, iteration: int) -> dict:
         "time_rollout_s": round(t_rollout, 3),
         "time_learner_s": round(t_learn, 3),
     }
-    _append_jsonl(run.path("metrics.jsonl"), record)
+    append_jsonl(run.path("metrics.jsonl"), record)
     if run.loggers is not None:
         run.loggers.log("train", record, iteration)
     sample = [e for e in episodes if e.index == 0][: cfg.train.trajectories_per_iteration]
     for e in sample:
         episode = e.as_dict(decode=run.policy.tokenizer.decode)
-        _append_jsonl(run.path("trajectories.jsonl"), {"iteration": iteration, **episode})
+        append_jsonl(run.path("trajectories.jsonl"), {"iteration": iteration, **episode})
     return record
 
 

@@ -38,6 +38,11 @@ CHATML_TEMPLATE = (
 TINY_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
+def chatml_text(prompt: str, answer: str) -> str:
+    """One exchange as the tiny model's chat template renders it (tokenizer training text)."""
+    return f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n{answer}<|im_end|>\n"
+
+
 def cache_dir() -> Path:
     """Where converted models live: $SKILLVET_CACHE or ~/.cache/skillvet."""
     return Path(os.environ.get("SKILLVET_CACHE", Path.home() / ".cache" / "skillvet")).expanduser()
