@@ -178,6 +178,30 @@ def cmd_sft(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_model_arg(name: str):
+    """(config, policy, run directory or None) for a --model argument: a run directory (its last
+    checkpoint), a model folder or LoRA adapter folder, smollm2-135m-instruct, or a hub id."""
+    from pathlib import Path
+
+    from skillvet.policy.hf import Policy
+    from skillvet.policy.models import resolve
+    from skillvet.train import load_run_policy
+
+    path = Path(name)
+    if (path / "config.yaml").is_file() and (path / "start.json").is_file():
+        cfg, policy = load_run_policy(path)
+        return cfg, policy, path
+    cfg = load_config(None, [f"model.name={name}"])
+    if cfg.model.name == "tiny":
+        raise SystemExit("skillvet: `tiny` is untrained; give a run directory or a model folder")
+    base = resolve(cfg.model.name)
+    adapter = None
+    if (Path(base) / "adapter_config.json").is_file():
+        adapter, base = base, (Path(base) / "BASE").read_text().strip()
+        cfg.model.lora = True
+    return cfg, Policy.load(base, cfg.model, adapter=adapter), None
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -185,26 +209,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from skillvet.envs import make_source
     from skillvet.evaluate import evaluate
-    from skillvet.policy.hf import Policy
-    from skillvet.policy.models import resolve
-    from skillvet.train import load_run_policy
 
-    model_path = Path(args.model)
-    if (model_path / "config.yaml").is_file() and (model_path / "start.json").is_file():
-        cfg, policy = load_run_policy(model_path)
-        model_cfg = cfg.model
-        sampling = cfg.sampling
-    else:
-        cfg = load_config(None, [f"model.name={args.model}"])
-        model_cfg, sampling = cfg.model, cfg.sampling
-        if model_cfg.name == "tiny":
-            raise SystemExit("skillvet: `tiny` is untrained; evaluate a run directory or a model folder")
-        base = resolve(model_cfg.name)
-        adapter = None
-        if (Path(base) / "adapter_config.json").is_file():
-            adapter, base = base, (Path(base) / "BASE").read_text().strip()
-            model_cfg.lora = True
-        policy = Policy.load(base, model_cfg, adapter=adapter)
+    cfg, policy, run_dir = load_model_arg(args.model)
+    sampling = cfg.sampling
+    skills = None
+    if run_dir is not None and cfg.skills.enabled and (run_dir / "skills.sqlite").is_file():
+        from skillvet.skills.sapo import SkillVetting
+
+        skills = SkillVetting(cfg, run_dir).skills_fn(policy)  # the run's bank, as in its own evals
     env_cfg = env_config(args)
     source = make_source(env_cfg)
     split = args.split or env_cfg.eval_split
@@ -222,6 +234,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             seed=args.seed,
             batch_size=args.batch_size,
             on_episodes=bar.update,
+            skills=skills,
         )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -259,6 +272,172 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"\nfigure: {figure} · page: {figure.with_name('compare.html')}")
     if args.json:
         print(json.dumps(rows, indent=2))
+    return 0
+
+
+def _bank(run_dir: str):
+    from pathlib import Path
+
+    from skillvet.skills.bank import Bank
+
+    path = Path(run_dir) / "skills.sqlite"
+    if not path.is_file():
+        raise SystemExit(f"skillvet: {run_dir} has no skill bank (skills.sqlite); was it a run with skills.enabled?")
+    return Bank(path)
+
+
+def _interval(lo, hi) -> str:
+    if lo is None or hi is None:
+        return "[n/a]"
+    return f"[{lo:+.2f}, {hi:+.2f}]"
+
+
+def cmd_skills_list(args: argparse.Namespace) -> int:
+    bank = _bank(args.run_dir)
+    rows = bank.skills(args.status)
+    if args.json:
+        print(json.dumps([_skill_record(s) for s in rows], indent=2))
+        return 0
+    print(f"{'id':>4}  {'status':<9} {'U':>7} {'interval':<17} {'writer':<7} {'uses':>4}  title")
+    for s in rows:
+        u = "n/a" if s.utility is None else f"{s.utility:+.2f}"
+        print(f"{s.id:>4}  {s.status:<9} {u:>7} {_interval(s.utility_lo, s.utility_hi):<17} {s.writer:<7} {s.uses:>4}  {s.skill.title}")
+    counts = bank.counts()
+    print(" · ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def _skill_record(s) -> dict:
+    return {
+        "id": s.id, "title": s.skill.title, "when": s.skill.when, "procedure": s.skill.procedure,
+        "task_types": s.task_types, "writer": s.writer, "status": s.status, "iteration": s.iteration,
+        "utility": s.utility, "utility_lo": s.utility_lo, "utility_hi": s.utility_hi, "uses": s.uses,
+        "sources": s.sources,
+    }
+
+
+def cmd_skills_show(args: argparse.Namespace) -> int:
+    bank = _bank(args.run_dir)
+    try:
+        s = bank.get(args.skill_id)
+    except KeyError as err:
+        raise SystemExit(f"skillvet: {err.args[0]}") from None
+    measurements, events = bank.measurements(s.id), bank.events(s.id)
+    if args.json:
+        print(json.dumps({**_skill_record(s), "measurements": measurements, "events": events}, indent=2))
+        return 0
+    u = "n/a" if s.utility is None else f"{s.utility:+.3f}"
+    print(f"skill {s.id} · {s.status} · written by {s.writer} in iteration {s.iteration} · used {s.uses} times")
+    print(f"\n{s.skill.lines()}\n")
+    print(f"task types: {', '.join(s.task_types)}")
+    print(f"U = {u} {_interval(s.utility_lo, s.utility_hi)}")
+    print("sources: " + "; ".join(s.sources))
+    if measurements:
+        print("\nmeasurements (iteration, task: base rewards -> augmented rewards, u):")
+        for m in measurements:
+            print(f"  {m['iteration']:>4}  {m['task']}: {m['base']} -> {m['augmented']}  u {m['u']:+.2f}")
+    print("\nevents:")
+    for e in events:
+        print(f"  {e['at']}  iteration {e['iteration']:>4}  {e['kind']:<9} {e['reason']}")
+    return 0
+
+
+def cmd_skills_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    bank = _bank(args.run_dir)
+    rows = bank.skills(args.status)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w") as f:
+        for s in rows:
+            f.write(json.dumps(_skill_record(s)) + "\n")
+    print(f"exported {len(rows)} skill(s) to {out}")
+    return 0
+
+
+def cmd_skills_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from skillvet.skills.embed import Embedder
+    from skillvet.skills.text import Skill, sanitize
+
+    cfg = load_config(Path(args.run_dir) / "config.yaml") if (Path(args.run_dir) / "config.yaml").is_file() else load_config()
+    bank = _bank(args.run_dir)
+    records = []
+    for n, line in enumerate(Path(args.file).read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+            skill = Skill(*(sanitize(str(r[k]), max_chars=cfg.skills.max_skill_chars) for k in ("title", "when", "procedure")))
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise SystemExit(f"skillvet: {args.file} line {n}: not a skill record ({err}); expected JSON with title, when, procedure") from None
+        if not all((skill.title, skill.when, skill.procedure)):
+            raise SystemExit(f"skillvet: {args.file} line {n}: title, when and procedure must not be empty")
+        records.append((skill, list(r.get("task_types") or [])))
+    embed = Embedder(cfg.skills.embedder)
+    vectors = embed([s.text() for s, _ in records])
+    for (skill, types), vector in zip(records, vectors):
+        bank.import_skill(skill, task_types=types, embedding=vector, source=str(args.file))
+    print(f"imported {len(records)} skill(s) into {bank.path} (status promoted)")
+    return 0
+
+
+def cmd_skills_vet(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from skillvet.envs import make_source
+    from skillvet.skills.text import parse_skill
+    from skillvet.skills.vet import vet
+
+    text = Path(args.skill).read_text()
+    skill = parse_skill(text)
+    if skill is None:
+        raise SystemExit(f"skillvet: {args.skill} is not a skill: write three lines, 'Title: ...', 'When: ...', 'Procedure: ...'")
+    cfg, policy, _ = load_model_arg(args.model)
+    source = make_source(env_config(args))
+    split = args.split or source_split(source, cfg)
+    tasks = [t for t in source.tasks(split) if not args.type or t.task_type in args.type][: args.tasks]
+    if not tasks:
+        raise SystemExit(f"skillvet: no {split} tasks of type {args.type}")
+    result = vet(
+        policy, source, tasks, skill, pairs=args.pairs,
+        max_new_tokens=cfg.sampling.max_action_tokens, temperature=args.temperature,
+        history_length=cfg.sampling.history_length, seed=args.seed, confidence=args.confidence,
+        max_skill_chars=cfg.skills.max_skill_chars, max_block_chars=cfg.skills.max_block_chars,
+    )
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"skill: {result['skill']}")
+    print(
+        f"U = {result['U']:+.3f}  {result['confidence']:.0%} interval [{result['lo']:+.3f}, {result['hi']:+.3f}]"
+        f"  over {result['tasks']} {split} tasks x {args.pairs} matched pairs"
+    )
+    print(
+        f"success without the skill {result['base_success']:.1%} · with it {result['augmented_success']:.1%}"
+        f" · identical pairs {result['identical_pairs']}/{result['pairs']}"
+    )
+    return 0
+
+
+def source_split(source, cfg) -> str:
+    return cfg.env.eval_split if cfg.env.eval_split in source.splits() else next(iter(source.splits()))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from skillvet.serve import make_server
+
+    _, policy, _ = load_model_arg(args.model)
+    server = make_server(policy, args.name or args.model, args.host, args.port)
+    print(f"serving {args.model} at http://{args.host}:{server.server_address[1]}/v1 (chat completions); Ctrl-C stops", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0
 
 
@@ -354,6 +533,51 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--out", help="folder for compare.png, compare.md and compare.html")
     cmp_.add_argument("--json", action="store_true", help="also print the rows as JSON")
     cmp_.set_defaults(func=cmd_compare)
+
+    skills = sub.add_parser("skills", help="inspect, move and vet skills (SAPO's bank)")
+    skills_sub = skills.add_subparsers(dest="skills_command", required=True, metavar="ACTION")
+    sk_list = skills_sub.add_parser("list", help="id, title, status, U with its interval, writer, uses")
+    sk_list.add_argument("run_dir")
+    sk_list.add_argument("--status", choices=["candidate", "promoted", "discarded", "pruned"])
+    sk_list.add_argument("--json", action="store_true")
+    sk_list.set_defaults(func=cmd_skills_list)
+    sk_show = skills_sub.add_parser("show", help="a skill's text, provenance, measurements and events")
+    sk_show.add_argument("run_dir")
+    sk_show.add_argument("skill_id", type=int)
+    sk_show.add_argument("--json", action="store_true")
+    sk_show.set_defaults(func=cmd_skills_show)
+    sk_export = skills_sub.add_parser("export", help="skills as JSONL")
+    sk_export.add_argument("run_dir")
+    sk_export.add_argument("out", help="JSONL file to write")
+    sk_export.add_argument("--status", default="promoted", choices=["candidate", "promoted", "discarded", "pruned"])
+    sk_export.set_defaults(func=cmd_skills_export)
+    sk_import = skills_sub.add_parser("import", help="JSONL skills into a run's bank (as promoted)")
+    sk_import.add_argument("run_dir")
+    sk_import.add_argument("file", help="JSONL with title, when, procedure (and task_types)")
+    sk_import.set_defaults(func=cmd_skills_import)
+    sk_vet = skills_sub.add_parser("vet", help="marginal utility of one skill, with matched rollouts")
+    sk_vet.add_argument("--model", required=True, help="run directory, HF folder, or model name")
+    sk_vet.add_argument("--env", required=True, help="environment name")
+    sk_vet.add_argument("--skill", required=True, help="text file: 'Title: ...', 'When: ...', 'Procedure: ...' lines")
+    sk_vet.add_argument("--tasks", type=int, default=20, help="tasks to measure on (the split's first)")
+    sk_vet.add_argument("--pairs", type=int, default=4, help="matched pairs per task")
+    sk_vet.add_argument("--type", action="append", help="only tasks of this type (repeatable)")
+    sk_vet.add_argument("--data", help="game folder for file-based environments (ALFWorld)")
+    sk_vet.add_argument("--split", help="split (default: env.eval_split)")
+    sk_vet.add_argument("--max-steps", type=int, help="episode step limit")
+    sk_vet.add_argument("--set", action="append", metavar="KEY=VALUE", help="env config override")
+    sk_vet.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of both halves")
+    sk_vet.add_argument("--confidence", type=float, default=0.9, help="interval level")
+    sk_vet.add_argument("--seed", type=int, default=0)
+    sk_vet.add_argument("--json", action="store_true")
+    sk_vet.set_defaults(func=cmd_skills_vet)
+
+    serve = sub.add_parser("serve", help="a model behind an OpenAI-compatible chat-completions API")
+    serve.add_argument("--model", required=True, help="run directory, HF folder, or model name")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--name", help="model name the API reports (default: --model)")
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

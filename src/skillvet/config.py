@@ -286,9 +286,15 @@ class SftConfig:
     """Peak learning rate (linear warm-up over the first 5% of steps, cosine decay after)."""
     types: list[str] = field(default_factory=list)
     """Task types to demonstrate; empty means every type of the train split."""
+    skills_share: float = 0.0
+    """Share of demonstration steps whose prompt shows a skills block: the procedure of the task's type (written by the rule inducer from other expert episodes) among up to two skills of other types, so the model learns to read skills."""
+    writing_demos: int = 0
+    """Demonstrations of skill writing: an induction prompt (K expert episodes of one type) answered with the rule inducer's skill, so the policy starts out able to write skills."""
 
     def __post_init__(self) -> None:
         _require(self.steps >= 0, "sft.steps", "must be >= 0")
+        _require(0.0 <= self.skills_share <= 1.0, "sft.skills_share", "must be in [0, 1]")
+        _require(self.writing_demos >= 0, "sft.writing_demos", "must be >= 0")
         _require(self.tasks >= 1, "sft.tasks", "must be >= 1")
         _require(self.batch_size >= 1, "sft.batch_size", "must be >= 1")
         _require(self.lr > 0, "sft.lr", "must be > 0")
@@ -339,6 +345,78 @@ class TrainConfig:
 
 
 @dataclass
+class SkillsConfig:
+    enabled: bool = False
+    """SAPO: a vetted skill bank; each task's N rollouts split into a base and a skill-augmented half."""
+    cluster_size: int = 4
+    """K: related tasks (same task type) that share one candidate skill; divides train.tasks_per_iteration."""
+    top_k: int = 3
+    """Skills retrieved from the bank for each task."""
+    embedder: str = "all-MiniLM-L6-v2"
+    """Sentence embeddings for retrieval and novelty: all-MiniLM-L6-v2 (extra `embed`) or a local sentence-transformers folder."""
+    writer: Literal["schedule", "teacher", "policy"] = "schedule"
+    """Who writes candidates: the teacher, the policy, or the teacher first with a policy share rising linearly to 1 over `policy_ramp` of training."""
+    policy_ramp: float = 0.5
+    """Share of training over which the policy's writing share rises from 0 to 1 (writer: schedule)."""
+    teacher: Literal["rule", "http"] = "rule"
+    """The teacher: the offline rule inducer, or a chat-completions API (falls back to the rule inducer on failure)."""
+    teacher_url: str = "http://127.0.0.1:8000/v1"
+    """Base URL of the OpenAI-compatible API (teacher: http)."""
+    teacher_model: str = "teacher"
+    """Model name sent to the API."""
+    teacher_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the API key (sent as a bearer token when set)."""
+    teacher_timeout: float = 30.0
+    """Seconds one API call may take."""
+    teacher_retries: int = 2
+    """Retries after a failed call, with exponential backoff (1 s, 2 s, ...)."""
+    promote_every: int = 5
+    """P: iterations between promotions from the candidates (Q) into the bank (B)."""
+    promote_top: float = 0.2
+    """rho: only the top share of candidates by utility U can be promoted."""
+    novelty: float = 0.8
+    """gamma: a candidate whose cosine similarity to a bank skill reaches this is not novel."""
+    capacity: int = 45
+    """Most skills in the bank; the lowest-scoring are pruned beyond it."""
+    require_lcb: bool = False
+    """Promote only when the lower confidence bound of U is above 0 (evidence, not a point estimate)."""
+    confidence: float = 0.9
+    """Level of the confidence interval on U (Student t over the tasks' u)."""
+    gate: bool = True
+    """The utility gate; false stores every candidate (ablation: no gate)."""
+    scoring: bool = True
+    """Likelihood scoring for re-ranking and pruning; false ranks by similarity only (ablation: no scoring)."""
+    rerank_weight: float = 0.1
+    """lambda_r in score = similarity + lambda_r * length-normalised log-likelihood."""
+    prune_margin: float = 1.0
+    """A bank skill whose mean likelihood score falls below the bank's median minus this is pruned."""
+    gen_coef: float = 0.1
+    """lambda_gen: weight of the generator loss on policy-written skill tokens."""
+    gen_discard_weight: float = 0.5
+    """w = -this * |U| for discarded policy-written skills (w = U for promoted ones)."""
+    max_skill_tokens: int = 96
+    """Tokens the policy may spend writing one skill."""
+    max_skill_chars: int = 400
+    """Characters one skill may take in a prompt (longer skill text is cut)."""
+    max_block_chars: int = 1200
+    """Characters the whole skills block may take in a prompt."""
+
+    def __post_init__(self) -> None:
+        _require(self.cluster_size >= 1, "skills.cluster_size", "must be >= 1")
+        _require(self.top_k >= 0, "skills.top_k", "must be >= 0")
+        _require(0.0 < self.policy_ramp <= 1.0, "skills.policy_ramp", "must be in (0, 1]")
+        _require(self.promote_every >= 1, "skills.promote_every", "must be >= 1")
+        _require(0.0 < self.promote_top <= 1.0, "skills.promote_top", "must be in (0, 1]")
+        _require(0.0 < self.novelty <= 1.0, "skills.novelty", "must be in (0, 1]")
+        _require(self.capacity >= 1, "skills.capacity", "must be >= 1")
+        _require(0.0 < self.confidence < 1.0, "skills.confidence", "must be in (0, 1)")
+        _require(self.teacher_retries >= 0, "skills.teacher_retries", "must be >= 0")
+        _require(self.teacher_timeout > 0, "skills.teacher_timeout", "must be > 0")
+        _require(self.max_skill_chars >= 40, "skills.max_skill_chars", "must be >= 40")
+        _require(self.max_block_chars >= self.max_skill_chars, "skills.max_block_chars", "must be >= skills.max_skill_chars")
+
+
+@dataclass
 class EvalConfig:
     tasks: int = 60
     """Eval-split tasks played (the first ones, every type in turn)."""
@@ -380,8 +458,23 @@ class Config:
     """The RL loop and its optimizer."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation before, during and after training."""
+    skills: SkillsConfig = field(default_factory=SkillsConfig)
+    """SAPO's vetted skill bank (off unless enabled)."""
     log: LogConfig = field(default_factory=LogConfig)
     """Optional logging backends; metrics.jsonl is always written."""
+
+    def __post_init__(self) -> None:
+        if self.skills.enabled:
+            _require(
+                self.train.tasks_per_iteration % self.skills.cluster_size == 0,
+                "skills.cluster_size",
+                f"must divide train.tasks_per_iteration ({self.train.tasks_per_iteration})",
+            )
+            _require(
+                self.train.group_size >= 2 and self.train.group_size % 2 == 0,
+                "train.group_size",
+                "must be even with skills enabled (a base and an augmented half)",
+            )
 
 
 # --------------------------------------------------------------------------------------------

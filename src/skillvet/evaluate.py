@@ -44,8 +44,12 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 64,
     on_episodes: Callable[[int], None] | None = None,
+    skills: Callable[[Task, str], Sequence[str]] | None = None,
 ) -> tuple[dict, list[Episode]]:
-    """Each task once; greedy when temperature is 0. Returns the summary and the episodes."""
+    """Each task once; greedy when temperature is 0. Returns the summary and the episodes.
+
+    `skills(task, goal)` gives the skill texts shown for a task (a run's bank, for SAPO runs).
+    """
     generator = torch.Generator(device=policy.device).manual_seed(seed)
     episodes: list[Episode] = []
     for start in range(0, len(tasks), batch_size):
@@ -59,6 +63,7 @@ def evaluate(
             temperature=temperature,
             history_length=history_length,
             generator=generator,
+            skills=skills,
         )
         if on_episodes is not None:
             on_episodes(len(chunk))

@@ -37,6 +37,7 @@ from skillvet.config import AlgoConfig, TrainConfig
 from skillvet.losses import policy_loss
 from skillvet.policy.hf import Policy
 from skillvet.rollout import Episode
+from skillvet.skills.sapo import GeneratorRows
 
 
 class NonFiniteLoss(RuntimeError):
@@ -120,6 +121,18 @@ def _right_aligned(values: Sequence[Sequence[float]], width: int) -> torch.Tenso
     return out
 
 
+def _generator_backward(policy: Policy, rows: GeneratorRows, temperature: float) -> float:
+    """Backpropagate the generator loss; returns its value."""
+    logp, _, mask = policy.token_logprobs(rows.prompts, rows.responses, temperature)
+    mean_S = (logp * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+    weights = torch.tensor(rows.weights, dtype=torch.float32, device=logp.device)
+    loss = -rows.coef * (weights * mean_S).sum()
+    if not torch.isfinite(loss):
+        raise NonFiniteLoss(f"the generator loss is {float(loss.detach())}; the update was not applied")
+    loss.backward()
+    return float(loss.detach())
+
+
 def update(
     policy: Policy,
     optimizer: torch.optim.Optimizer,
@@ -128,13 +141,19 @@ def update(
     algo: AlgoConfig,
     temperature: float,
     rng: np.random.Generator,
+    generator_rows: GeneratorRows | None = None,
 ) -> dict[str, float]:
-    """PPO epochs over `rows`; returns token-weighted means of the loss parts."""
+    """PPO epochs over `rows`; returns token-weighted means of the loss parts.
+
+    `generator_rows` (SAPO): the generator loss -coef * sum_s w_s * mean_token log pi(s | c) on
+    policy-written skills, added to the first mini-batch's loss (METHOD.md section 3, step 8).
+    """
     n = len(rows.prompts)
     totals = {"loss": 0.0, "pg": 0.0, "kl": 0.0, "entropy": 0.0, "clip_fraction": 0.0}
     grad_norms: list[float] = []
+    gen_loss = 0.0
     if n == 0:
-        return {**totals, "grad_norm": 0.0, "tokens": 0}
+        return {**totals, "grad_norm": 0.0, "tokens": 0, "gen_loss": 0.0}
     policy.model.train()
     steps = 0
     tokens_seen = 0
@@ -146,6 +165,8 @@ def update(
             mini = sorted(mini, key=lambda i: len(rows.prompts[i]) + len(rows.responses[i]))
             mini_tokens = sum(len(rows.responses[i]) for i in mini)
             optimizer.zero_grad(set_to_none=True)
+            if generator_rows is not None and steps == 0:
+                gen_loss = _generator_backward(policy, generator_rows, temperature)
             for start in range(0, len(mini), train.micro_batch_size):
                 idx = mini[start : start + train.micro_batch_size]
                 prompts = [rows.prompts[i] for i in idx]
@@ -192,6 +213,7 @@ def update(
             steps += 1
     out = {k: v / max(tokens_seen, 1) for k, v in totals.items()}
     out["grad_norm"] = float(np.mean(grad_norms)) if grad_norms else 0.0
+    out["gen_loss"] = gen_loss
     out["tokens"] = tokens_seen
     out["optimizer_steps"] = steps
     return out

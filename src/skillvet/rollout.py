@@ -96,6 +96,7 @@ class _Running:
     env: object
     current: StepResult
     history: list[Turn] = field(default_factory=list)
+    row_generator: torch.Generator | None = None
 
 
 def rollout(
@@ -109,25 +110,39 @@ def rollout(
     history_length: int = 2,
     generator: torch.Generator | None = None,
     skills: Callable[[Task, str], Sequence[str]] | None = None,
+    sampling_seeds: Sequence[int] | None = None,
+    index_offset: int = 0,
 ) -> list[Episode]:
     """Play every task `group_size` times; return the episodes, grouped by task, in order.
 
-    `skills(task, goal)` gives the skill texts to show for a task (none when omitted).
+    `skills(task, goal)` gives the skill texts to show for a task (none when omitted); it is
+    asked once per task.
+    `sampling_seeds` (one per episode, in the order returned) gives each episode its own sampling
+    generator instead of the shared `generator`: two rollouts given the same seeds sample with
+    common random numbers, pair by pair. `index_offset` numbers the rollouts of a group from it.
     """
+    if sampling_seeds is not None and len(sampling_seeds) != len(tasks) * group_size:
+        raise ValueError(f"need {len(tasks) * group_size} sampling seeds, got {len(sampling_seeds)}")
     running: list[_Running] = []
     episodes: list[Episode] = []
+    shown_by_group: dict[int, tuple[str, ...]] = {}
     for g, task in enumerate(tasks):
         for n in range(group_size):
             env = source.make(task)
             first = env.reset()
-            shown = tuple(skills(task, first.task)) if skills is not None else ()
-            episode = Episode(task=task, group=g, index=n, goal=first.task, skills=shown)
+            if g not in shown_by_group:  # asked once per task
+                shown_by_group[g] = tuple(skills(task, first.task)) if skills is not None else ()
+            shown = shown_by_group[g]
+            episode = Episode(task=task, group=g, index=index_offset + n, goal=first.task, skills=shown)
             episodes.append(episode)
             if first.error is not None:
                 episode.error = first.error
                 env.close()
                 continue
-            running.append(_Running(episode, env, first))
+            row_gen = None
+            if sampling_seeds is not None:
+                row_gen = torch.Generator().manual_seed(int(sampling_seeds[g * group_size + n]))
+            running.append(_Running(episode, env, first, row_generator=row_gen))
     while running:
         prompts = [
             policy.encode_prompt(
@@ -142,7 +157,8 @@ def rollout(
             )
             for r in running
         ]
-        answers = policy.generate(prompts, max_new_tokens, temperature, generator)
+        row_generators = [r.row_generator for r in running] if sampling_seeds is not None else None
+        answers = policy.generate(prompts, max_new_tokens, temperature, generator, row_generators=row_generators)
         still: list[_Running] = []
         for r, prompt, gen in zip(running, prompts, answers):
             action = parse_action(gen.text)  # the text keeps the closing tag it stopped at

@@ -1,6 +1,7 @@
 """Supervised warm start: the environment's expert plays train tasks, and the policy learns to
 answer each step's prompt with `<action>EXPERT ACTION</action>` (cross-entropy on the answer
-tokens only, end-of-turn included).
+tokens only, end-of-turn included). For SAPO, `skill_demos` adds prompts with skills blocks
+(to read skills) and induction prompts answered with a skill (to write them).
 
 The prompts are built exactly as in rollouts (`skillvet.prompts.build_prompt`), so the model
 learns the format it will be asked in.
@@ -19,6 +20,7 @@ from skillvet.config import SftConfig
 from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
 from skillvet.prompts import Turn, build_prompt
+from skillvet.skills.induce import Attempt, induction_prompt, rule_skill
 from skillvet.types import Task
 
 
@@ -34,17 +36,25 @@ def answer_text(action: str) -> str:
 
 
 def expert_demos(
-    source: TaskSource, tasks: Sequence[Task], history_length: int = 2
+    source: TaskSource,
+    tasks: Sequence[Task],
+    history_length: int = 2,
+    skills: Callable[[Task, str], Sequence[str]] | None = None,
 ) -> list[Demo]:
-    """One demonstration per expert step of each task (the expert's episode replayed)."""
+    """One demonstration per expert step of each task (the expert's episode replayed).
+
+    `skills(task, goal)` gives the skills block shown in that task's prompts (none if omitted).
+    """
     demos: list[Demo] = []
     for task in tasks:
         env = source.make(task)
         result = env.reset()
+        shown = tuple(skills(task, result.task)) if skills is not None else ()
         history: list[Turn] = []
         for action in source.expert(task):
             prompt = build_prompt(
-                result.task, result.observation, history, result.admissible, history_length=history_length
+                result.task, result.observation, history, result.admissible, skills=shown,
+                history_length=history_length,
             )
             demos.append(Demo(prompt, answer_text(action), task.task_type))
             result = env.step(action)
@@ -52,6 +62,67 @@ def expert_demos(
             if result.done:
                 break
         env.close()
+    return demos
+
+
+def expert_attempts(source: TaskSource, tasks: Sequence[Task]) -> list[Attempt]:
+    """Each task's expert episode as the skill inducers see a trajectory."""
+    out = []
+    for task in tasks:
+        env = source.make(task)
+        first = env.reset()
+        actions, won = [], False
+        for action in source.expert(task):
+            result = env.step(action)
+            actions.append(action)
+            won = result.won
+            if result.done:
+                break
+        env.close()
+        out.append(Attempt(task.id, first.task, tuple(actions), (True,) * len(actions), won))
+    return out
+
+
+def skill_demos(
+    source: TaskSource,
+    tasks: Sequence[Task],
+    share: float,
+    writing: int,
+    cluster_size: int,
+    history_length: int,
+    seed: int,
+) -> list[Demo]:
+    """Demonstrations that teach reading and writing skills.
+
+    Reading: a `share` of `tasks` is replayed with a skills block holding the rule inducer's
+    procedure for the task's type (induced from the expert episodes of `cluster_size` other
+    tasks of that type) among up to two procedures of other types, in random order.
+    Writing: `writing` induction prompts, each holding `cluster_size` expert episodes of one
+    type, answered with the rule inducer's skill in the three-line form.
+    """
+    rng = np.random.default_rng([seed, 5])
+    attempts = expert_attempts(source, tasks)
+    by_type: dict[str, list[Attempt]] = {}
+    for task, attempt in zip(tasks, attempts):
+        by_type.setdefault(task.task_type, []).append(attempt)
+    procedure = {
+        t: rule_skill([a for a in group if a.won][:cluster_size] or group[:1], t).text() for t, group in by_type.items()
+    }
+    types = sorted(procedure)
+    shown_tasks = [t for t in tasks if rng.random() < share]
+
+    def skills_of(task: Task, goal: str) -> list[str]:
+        others = [t for t in types if t != task.task_type]
+        picked = [procedure[t] for t in rng.permutation(others)[: int(rng.integers(0, 3))]] if others else []
+        block = [procedure[task.task_type], *picked]
+        return [block[i] for i in rng.permutation(len(block))]
+
+    demos = expert_demos(source, shown_tasks, history_length, skills=skills_of)
+    for _ in range(writing):
+        t = types[int(rng.integers(len(types)))]
+        group = by_type[t]
+        chosen = [group[int(i)] for i in rng.choice(len(group), size=min(cluster_size, len(group)), replace=False)]
+        demos.append(Demo(induction_prompt(chosen), rule_skill(chosen, t).lines(), t))
     return demos
 
 

@@ -6,6 +6,10 @@
 Each iteration reads top to bottom: sample B tasks from the train split (seeded by run seed and
 iteration), play each N times in one batched rollout, compute advantages (GiGPO, GRPO or RLOO),
 take the PPO-clip + KL update, append one line to metrics.jsonl, save the resumable state.
+With `skills.enabled` (SAPO, `skillvet.skills.sapo`) the tasks come in clusters of K of one
+type, the N rollouts are a base half and a skill-augmented half around one induced candidate
+per cluster, and every `skills.promote_every` iterations the candidates are promoted or
+discarded, the bank pruned, and the generator loss joins the update.
 
 Choices:
 - Everything random in an iteration is seeded from (run.seed, iteration): task sampling,
@@ -18,6 +22,8 @@ Choices:
 - Checkpoints are written to a new folder, then `checkpoints/latest.json` is replaced
   atomically to point at it: a kill during a save leaves the previous checkpoint in use.
 - The learning rate warms up linearly over `train.warmup_iterations`, then stays constant.
+- The skill bank (`skills.sqlite`) is rolled back to the checkpoint on resume: what later
+  iterations wrote is removed, so a resumed SAPO run replays them against the same bank.
 """
 
 from __future__ import annotations
@@ -42,7 +48,8 @@ from skillvet.learner import compute_advantages, update
 from skillvet.policy.hf import Policy
 from skillvet.policy.models import build_tiny, chatml_text, resolve
 from skillvet.rollout import rollout
-from skillvet.sft import expert_demos, supervised
+from skillvet.sft import expert_demos, skill_demos, supervised
+from skillvet.skills.sapo import SkillVetting
 
 
 def _seed(cfg: Config, iteration: int, stream: int) -> int:
@@ -65,6 +72,8 @@ class Run:
     start_iteration: int = 0
     quiet: bool = False
     loggers: Loggers | None = None
+    vetting: SkillVetting | None = None
+    """SAPO's skill bank and its per-iteration steps (skills.enabled)."""
 
     def path(self, name: str) -> Path:
         return self.dir / name
@@ -173,6 +182,9 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
         t for t in source.tasks(cfg.env.train_split) if not demo_types or t.task_type in demo_types
     ][: cfg.sft.tasks]
     demos = expert_demos(source, demo_tasks, cfg.sampling.history_length) if cfg.sft.steps else []
+    if cfg.sft.steps and (cfg.sft.skills_share > 0 or cfg.sft.writing_demos > 0):
+        demos += skill_demos(source, demo_tasks, cfg.sft.skills_share, cfg.sft.writing_demos,
+                             cfg.skills.cluster_size, cfg.sampling.history_length, cfg.run.seed)
     if cfg.model.name == "tiny":
         texts_demos = demos or expert_demos(
             source, source.tasks(cfg.env.train_split)[: cfg.model.tiny.tokenizer_tasks], cfg.sampling.history_length
@@ -206,6 +218,8 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
         policy = Policy.load(base, cfg.model, adapter=adapter)
         run.policy, run.optimizer = policy, _optimizer(policy, cfg)
     (path / "start.json").write_text(json.dumps({"base": base, "adapter": adapter}) + "\n")
+    if cfg.skills.enabled:
+        run.vetting = SkillVetting(cfg, path)
     return run
 
 
@@ -226,6 +240,9 @@ def resume_run(run_dir: str | Path, quiet: bool = False) -> Run:
         run.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location="cpu"))
     for name in ("metrics.jsonl", "trajectories.jsonl", "eval.jsonl"):
         keep_through(path / name, run.start_iteration)
+    if cfg.skills.enabled:
+        run.vetting = SkillVetting(cfg, path)
+        run.vetting.bank.rollback_after(run.start_iteration)
     return run
 
 
@@ -268,6 +285,7 @@ def run_eval(run: Run, iteration: int, stage: str) -> dict:
             history_length=cfg.sampling.history_length,
             seed=_seed(cfg, iteration, 3),
             on_episodes=bar.update,
+            skills=run.vetting.skills_fn(run.policy) if run.vetting is not None else None,
         )
     record = {"iteration": iteration, "stage": stage, "seconds": round(time.time() - t0, 2), **summary}
     append_jsonl(run.path("eval.jsonl"), record)
@@ -291,23 +309,33 @@ def train_iteration(run: Run, iteration: int) -> dict:
     cfg = run.cfg
     rng = np.random.default_rng(_seed(cfg, iteration, 0))
     pool = run.source.tasks(cfg.env.train_split)
-    tasks = [pool[i] for i in rng.choice(len(pool), cfg.train.tasks_per_iteration, replace=False)]
-    generator = torch.Generator(device=run.policy.device).manual_seed(_seed(cfg, iteration, 1))
-
+    vetting = run.vetting
     t0 = time.time()
-    episodes = rollout(
-        run.policy,
-        run.source,
-        tasks,
-        cfg.train.group_size,
-        max_new_tokens=cfg.sampling.max_action_tokens,
-        temperature=cfg.sampling.temperature,
-        history_length=cfg.sampling.history_length,
-        generator=generator,
-    )
+    skill_stats: dict = {}
+    if vetting is None:
+        tasks = [pool[i] for i in rng.choice(len(pool), cfg.train.tasks_per_iteration, replace=False)]
+        generator = torch.Generator(device=run.policy.device).manual_seed(_seed(cfg, iteration, 1))
+        episodes = rollout(
+            run.policy,
+            run.source,
+            tasks,
+            cfg.train.group_size,
+            max_new_tokens=cfg.sampling.max_action_tokens,
+            temperature=cfg.sampling.temperature,
+            history_length=cfg.sampling.history_length,
+            generator=generator,
+        )
+    else:  # SAPO: base half, induce, augmented half, utility
+        tasks = vetting.sample_tasks(pool, rng)
+        episodes, skill_stats = vetting.play(run.policy, run.source, tasks, iteration, _seed(cfg, iteration, 1))
     t_rollout = time.time() - t0
 
-    rows = compute_advantages(episodes, cfg.algo)
+    rows = compute_advantages(episodes, cfg.algo)  # both halves pooled: one group of N per task
+    generator_rows = None
+    if vetting is not None and iteration % cfg.skills.promote_every == 0:
+        goals = [(e.task.task_type, e.goal) for e in episodes if e.index == 0]
+        generator_rows, promoted = vetting.promote(run.policy, iteration, goals)
+        skill_stats.update(promoted)
     warm = cfg.train.warmup_iterations
     lr = cfg.train.lr * (min(1.0, iteration / warm) if warm else 1.0)
     for group in run.optimizer.param_groups:
@@ -321,6 +349,7 @@ def train_iteration(run: Run, iteration: int) -> dict:
         cfg.algo,
         cfg.sampling.temperature,
         np.random.default_rng(_seed(cfg, iteration, 2)),
+        generator_rows=generator_rows,
     )
     t_learn = time.time() - t1
 
@@ -352,6 +381,7 @@ def train_iteration(run: Run, iteration: int) -> dict:
         "learner_tokens_per_s": learned["tokens"] / max(t_learn, 1e-9),
         "time_rollout_s": round(t_rollout, 3),
         "time_learner_s": round(t_learn, 3),
+        **({"gen_loss": learned["gen_loss"], **skill_stats} if vetting is not None else {}),
     }
     append_jsonl(run.path("metrics.jsonl"), record)
     if run.loggers is not None:
@@ -383,7 +413,13 @@ def train(run: Run) -> dict:
                     f"iter {iteration}/{cfg.train.iterations} success {record['train_success']:.3f} "
                     f"reward {record['reward']:.2f} len {record['episode_length']:.1f} "
                     f"invalid {record['invalid_rate']:.3f} kl {record['kl']:.4f} "
-                    f"rollout {record['time_rollout_s']:.1f}s learner {record['time_learner_s']:.1f}s",
+                    f"rollout {record['time_rollout_s']:.1f}s learner {record['time_learner_s']:.1f}s"
+                    + (
+                        f" | skills U {record['skills_U']} base {record['skills_base_success']:.2f}"
+                        f" aug {record['skills_augmented_success']:.2f} bank {run.vetting.bank.counts()['promoted']}"
+                        if run.vetting is not None
+                        else ""
+                    ),
                 )
             if cfg.train.eval_every and iteration % cfg.train.eval_every == 0 and iteration < cfg.train.iterations:
                 run_eval(run, iteration, "during")

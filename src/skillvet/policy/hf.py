@@ -148,8 +148,17 @@ class Policy:
         max_new_tokens: int,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
+        row_generators: Sequence[torch.Generator] | None = None,
+        stop_text: str | None = STOP_TEXT,
     ) -> list[Generation]:
-        """One answer per prompt, in one batch. temperature 0 means greedy decoding."""
+        """One answer per prompt, in one batch. temperature 0 means greedy decoding.
+
+        With `row_generators` (one CPU generator per prompt), row i draws one uniform number per
+        token from its own generator and takes the token where it falls in the cumulative
+        distribution (inverse CDF): the draws of a row do not depend on the rest of the batch,
+        so two batches given the same generators sample with common random numbers.
+        `stop_text` (None: none) ends a row when it appears in the answer.
+        """
         from transformers import DynamicCache
 
         if not prompts:
@@ -167,7 +176,12 @@ class Policy:
         logps: list[list[float]] = [[] for _ in prompts]
         finish = ["length"] * len(prompts)
         for _ in range(max_new_tokens):
-            if temperature > 0:
+            if temperature > 0 and row_generators is not None:
+                logp = torch.log_softmax(logits / temperature, dim=-1)
+                u = torch.stack([torch.rand((), generator=row_generators[i]) for i in rows]).to(logits.device)
+                cdf = logp.exp().cumsum(-1)
+                token = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(-1).clamp(max=cdf.shape[-1] - 1)
+            elif temperature > 0:
                 logp = torch.log_softmax(logits / temperature, dim=-1)
                 token = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
             else:
@@ -181,7 +195,7 @@ class Policy:
                 logps[i].append(float(token_logp[b]))
                 if t in self.eos_ids:
                     finish[i] = "eos"
-                elif STOP_TEXT in self.tokenizer.decode(sampled[i][-8:], skip_special_tokens=True):
+                elif stop_text and stop_text in self.tokenizer.decode(sampled[i][-8:], skip_special_tokens=True):
                     finish[i] = "stop"
                 else:
                     keep.append(b)

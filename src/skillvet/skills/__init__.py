@@ -1,0 +1,1 @@
+"""SAPO's vetted skills: the bank (SQLite), retrieval, writing candidates, utility and promotion."""

@@ -1,0 +1,156 @@
+"""Marginal utility of a candidate skill and the promotion gate (pure functions).
+
+u(x, s) = mean reward of the augmented half - mean reward of the base half, for task x
+(METHOD.md section 3, step 6). The halves are matched pairs: rollout n of the base half and
+rollout n of the augmented half start from the same state with the same sampling seed.
+U(s) = mean of u over the tasks the skill was measured on.
+
+Confidence interval (section 4): Student t over the per-task u when there are at least two
+tasks (tasks are the independent units; pairs inside a task share the task), otherwise over the
+pair differences of the one task. With fewer than two units the interval is unbounded.
+
+Promotion (step 9), over the candidates Q of one round: a candidate is promoted iff U > 0 (and,
+with `require_lcb`, its lower bound > 0), it is in the top `rho` share of Q by U, and its
+cosine similarity to every skill in the bank (and to those promoted before it in the same
+round) is below `novelty`. The rest of Q is discarded, each with its reason. Without the gate
+(ablation) every candidate is promoted.
+
+Pruning (step 10): a bank skill whose likelihood score falls below the bank's median minus a
+margin is pruned; when the bank is over capacity the lowest-scored go first (lowest U when no
+scores exist).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from skillvet.skills.bank import Decision
+
+
+@dataclass(frozen=True)
+class Utility:
+    value: float
+    """U: mean of the per-task u."""
+    lo: float
+    hi: float
+    per_task: tuple[float, ...]
+    pairs: int
+
+
+def task_utility(base_P: Sequence[float], augmented_P: Sequence[float]) -> float:
+    """u for one task: mean augmented reward minus mean base reward."""
+    if not base_P or not augmented_P:
+        raise ValueError("a task needs rewards in both halves")
+    return float(np.mean(augmented_P) - np.mean(base_P))
+
+
+def t_interval(values: Sequence[float], confidence: float) -> tuple[float, float]:
+    """Two-sided Student t interval of the mean; (-inf, inf) with fewer than two values."""
+    from scipy.stats import t
+
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) < 2:
+        return -math.inf, math.inf
+    mean = float(x.mean())
+    se = float(x.std(ddof=1)) / math.sqrt(len(x))
+    half = float(t.ppf(0.5 + confidence / 2, df=len(x) - 1)) * se
+    return mean - half, mean + half
+
+
+def utility(base_KP: Sequence[Sequence[float]], augmented_KP: Sequence[Sequence[float]], confidence: float) -> Utility:
+    """U and its interval from K tasks' matched halves (rewards of pair p at [k][p])."""
+    if len(base_KP) != len(augmented_KP) or not base_KP:
+        raise ValueError("need the same tasks, at least one, in both halves")
+    u_K = [task_utility(b, a) for b, a in zip(base_KP, augmented_KP)]
+    if len(u_K) >= 2:
+        lo, hi = t_interval(u_K, confidence)
+    else:
+        lo, hi = t_interval([a - b for a, b in zip(augmented_KP[0], base_KP[0])], confidence)
+    pairs = sum(min(len(b), len(a)) for b, a in zip(base_KP, augmented_KP))
+    return Utility(float(np.mean(u_K)), lo, hi, tuple(u_K), pairs)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: int
+    utility: float
+    lo: float
+    embedding: np.ndarray
+
+
+def promotion(
+    candidates: Sequence[Candidate],
+    bank_E: np.ndarray,
+    bank_ids: Sequence[int],
+    *,
+    top: float,
+    novelty: float,
+    require_lcb: bool,
+    gate: bool = True,
+) -> list[Decision]:
+    """One promotion round: a decision (promoted or discarded) for every candidate."""
+    if not gate:
+        return [Decision(c.id, "promoted", "no gate: every candidate is stored", {"U": c.utility}) for c in candidates]
+    ranked = sorted(candidates, key=lambda c: (-c.utility, c.id))
+    n_top = math.ceil(top * len(ranked))
+    kept_E = list(np.asarray(bank_E, dtype=np.float32).reshape(len(bank_ids), -1)) if len(bank_ids) else []
+    kept_ids = list(bank_ids)
+    decisions = []
+    for rank, c in enumerate(ranked):
+        figures = {"U": c.utility, "lo": c.lo, "rank": rank + 1, "of": len(ranked)}
+        if c.utility <= 0:
+            decisions.append(Decision(c.id, "discarded", f"U = {c.utility:+.3f} is not above 0", figures))
+            continue
+        if rank >= n_top:
+            decisions.append(Decision(c.id, "discarded", f"rank {rank + 1} of {len(ranked)}: not in the top {top:.0%} by U", figures))
+            continue
+        if require_lcb and not c.lo > 0:
+            decisions.append(Decision(c.id, "discarded", f"lower bound {c.lo:+.3f} is not above 0", figures))
+            continue
+        if kept_E:
+            sims = np.stack(kept_E) @ c.embedding
+            j = int(np.argmax(sims))
+            if sims[j] >= novelty:
+                figures["similarity"] = float(sims[j])
+                decisions.append(Decision(c.id, "discarded", f"not novel: similarity {sims[j]:.2f} to skill {kept_ids[j]}", figures))
+                continue
+        decisions.append(Decision(c.id, "promoted", f"U = {c.utility:+.3f} > 0, rank {rank + 1} of {len(ranked)}, novel", figures))
+        kept_E.append(c.embedding)
+        kept_ids.append(c.id)
+    return decisions
+
+
+def pruning(
+    ids: Sequence[int],
+    scores: Sequence[float | None],
+    utilities: Sequence[float | None],
+    *,
+    capacity: int,
+    margin: float,
+) -> list[Decision]:
+    """Skills to prune from a bank of `ids`: scores below median - margin, then the lowest over capacity."""
+    decisions: list[Decision] = []
+    known = [s for s in scores if s is not None]
+    median = float(np.median(known)) if known else None
+    alive = []
+    for sid, score, u in zip(ids, scores, utilities):
+        if median is not None and score is not None and len(known) >= 3 and score < median - margin:
+            decisions.append(Decision(sid, "pruned", f"score {score:.3f} below the bank's median {median:.3f} - {margin}",
+                                      {"score": score, "median": median}))
+        else:
+            alive.append((sid, score, u))
+    over = len(alive) - capacity
+    if over > 0:
+        # lowest score first; skills never scored rank by U, below every scored one
+        def key(item):
+            _, score, u = item
+            return (score is not None, score if score is not None else (u if u is not None else -math.inf))
+
+        for sid, score, u in sorted(alive, key=key)[:over]:
+            decisions.append(Decision(sid, "pruned", f"bank over capacity {capacity}: lowest score",
+                                      {"score": score, "U": u}))
+    return decisions

@@ -1,0 +1,359 @@
+"""SAPO inside an RL iteration: retrieve, base half, induce, augmented half, utility; and every
+P iterations, promotion, pruning and the generator's training rows (METHOD.md section 3).
+
+    vetting = SkillVetting(cfg, run_dir)
+    tasks = vetting.sample_tasks(pool, rng)                          # B tasks, clusters of K
+    episodes, stats = vetting.play(policy, source, tasks, iteration)  # N per task, two halves
+    gen_rows, stats = vetting.promote(policy, iteration, goals)       # when iteration % P == 0
+
+Choices:
+- Matched pairs with common random numbers: rollout n of the base half and rollout n of the
+  augmented half of a task start from the same initial state (the task's seed) and draw their
+  tokens from the same per-pair generator (inverse CDF, `Policy.generate`), so where the skill
+  changes nothing the two rollouts are identical and u measures the skill, not the noise.
+- Both halves stay one group of N for the actor update (`Episode.group` is the task); anchors
+  are environment states, so they never include the skills block.
+- A pair with a crashed environment on either side is left out of u.
+- The induction prompt shows one base trajectory per task (a success when there is one); the
+  rule inducer reads all of the cluster's base trajectories.
+- Writers: the teacher (rule inducer, or an API teacher that falls back to the rule inducer on
+  failure), or the policy (falls back to the rule inducer when its answer is not a skill). The
+  schedule hands clusters to the policy with a probability rising linearly from 0 to 1 over
+  the first `policy_ramp` of training. Every fallback is an event in the bank with its reason.
+- The generator loss needs w(U) of promoted vs discarded skills, so it is applied at the
+  promotion round that decides them, on the induction prompt and skill tokens kept in the bank.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from skillvet.config import Config
+from skillvet.envs.protocol import TaskSource
+from skillvet.policy.hf import Policy
+from skillvet.rollout import Episode, rollout
+from skillvet.skills.bank import Bank, Measurement, StoredSkill
+from skillvet.skills.embed import Embedder
+from skillvet.skills.gate import Candidate, promotion, pruning, utility
+from skillvet.skills.induce import Attempt, induction_prompt, rule_skill
+from skillvet.skills.score import likelihood, rerank, similar
+from skillvet.skills.teacher import HttpTeacher, TeacherError
+from skillvet.skills.text import Skill, parse_skill, skills_block
+from skillvet.types import Task
+
+
+def attempt_of(e: Episode) -> Attempt:
+    return Attempt(
+        task_id=e.task.id,
+        goal=e.goal,
+        actions=tuple(s.action or "(no action)" for s in e.steps),
+        valid=tuple(s.valid for s in e.steps),
+        won=e.won,
+    )
+
+
+def pair_seeds(base_seed: int, groups: int, half: int) -> list[int]:
+    """One sampling seed per (task, pair), shared by the pair's base and augmented rollouts."""
+    state = np.random.SeedSequence([base_seed, 7]).generate_state(groups * half)
+    return [int(s) for s in state]
+
+
+@dataclass
+class GeneratorRows:
+    """Policy-written skills decided in a promotion round: the generator loss's training rows."""
+
+    prompts: list[list[int]]
+    responses: list[list[int]]
+    weights: list[float]
+    """w(U): U for promoted skills, -gen_discard_weight * |U| for discarded ones."""
+    coef: float
+
+
+@dataclass
+class Written:
+    skill: Skill
+    writer: str
+    reason: str
+    induction: dict | None = None
+    """Prompt and skill token ids, for policy-written skills (the generator loss)."""
+    fallback: bool = False
+    """The chosen writer failed and the rule inducer wrote it."""
+
+
+def split_halves(episodes: Sequence[Episode], half: int) -> tuple[list[Episode], list[Episode]]:
+    return [e for e in episodes if e.index < half], [e for e in episodes if e.index >= half]
+
+
+def matched_rewards(
+    base: Sequence[Episode], augmented: Sequence[Episode], groups: Sequence[int], half: int
+) -> tuple[list[list[float]], list[list[float]], list[str]]:
+    """Per task in `groups`: the rewards of the pairs where neither environment crashed."""
+    by = {(e.group, e.index): e for e in [*base, *augmented]}
+    base_KP, aug_KP, task_ids = [], [], []
+    for g in groups:
+        b_row, a_row = [], []
+        for n in range(half):
+            b, a = by.get((g, n)), by.get((g, half + n))
+            if b is None or a is None or b.error is not None or a.error is not None:
+                continue
+            b_row.append(b.reward)
+            a_row.append(a.reward)
+        if b_row:
+            base_KP.append(b_row)
+            aug_KP.append(a_row)
+            task_ids.append(by[(g, 0)].task.id if (g, 0) in by else str(g))
+    return base_KP, aug_KP, task_ids
+
+
+class SkillVetting:
+    def __init__(self, cfg: Config, run_dir: str | Path, embedder: Embedder | None = None) -> None:
+        self.cfg = cfg
+        self.sk = cfg.skills
+        self.bank = Bank(Path(run_dir) / "skills.sqlite")
+        self.embed = embedder or Embedder(self.sk.embedder)
+        self.teacher = (
+            HttpTeacher(self.sk.teacher_url, self.sk.teacher_model, key_env=self.sk.teacher_key_env,
+                        timeout=self.sk.teacher_timeout, retries=self.sk.teacher_retries)
+            if self.sk.teacher == "http" else None
+        )
+
+    # ---------------------------------------------------------------- tasks
+
+    def sample_tasks(self, pool: Sequence[Task], rng: np.random.Generator) -> list[Task]:
+        """B tasks in B/K clusters of K tasks of one type (distinct types while they last)."""
+        k = self.sk.cluster_size
+        by_type: dict[str, list[Task]] = {}
+        for t in pool:
+            by_type.setdefault(t.task_type, []).append(t)
+        types = sorted(t for t, ts in by_type.items() if len(ts) >= k)
+        if not types:
+            raise ValueError(f"no task type of the train split has {k} tasks (skills.cluster_size)")
+        n = self.cfg.train.tasks_per_iteration // k
+        chosen = rng.choice(len(types), size=n, replace=n > len(types))
+        tasks: list[Task] = []
+        for i in chosen:
+            members = by_type[types[int(i)]]
+            tasks += [members[int(j)] for j in rng.choice(len(members), size=k, replace=False)]
+        return tasks
+
+    # ---------------------------------------------------------------- retrieval
+
+    def retrieve(self, policy: Policy, goal: str) -> list[StoredSkill]:
+        """The bank's top-k skills for a task: cosine top-2k, re-ranked by the likelihood score."""
+        bank = self.bank.skills("promoted")
+        if not bank or self.sk.top_k == 0:
+            return []
+        query = self.embed([goal])
+        bank_E = np.stack([s.embedding for s in bank])
+        pool = similar(query, bank_E, 2 * self.sk.top_k)[0]
+        sims = [float(bank_E[i] @ query[0]) for i in pool]
+        if self.sk.scoring:
+            scores = likelihood(policy, [(goal, bank[i].skill) for i in pool])
+        else:
+            scores = np.zeros(len(pool))
+        return [bank[i] for i in rerank(pool, sims, scores, self.sk.rerank_weight, self.sk.top_k)]
+
+    def skills_fn(self, policy: Policy, retrieved: dict[str, list[StoredSkill]] | None = None, extra: dict[str, Skill] | None = None):
+        """`rollout`'s skills callback: the retrieved skills (plus a candidate per task), as a
+        bounded, sanitized block. Retrievals are remembered in `retrieved` by task id."""
+        specials = list(policy.tokenizer.all_special_tokens)
+
+        def fn(task: Task, goal: str) -> list[str]:
+            if retrieved is not None and task.id in retrieved:
+                found = retrieved[task.id]
+            else:
+                found = self.retrieve(policy, goal)
+                if retrieved is not None:
+                    retrieved[task.id] = found
+            texts = [s.skill.text() for s in found]
+            if extra is not None and task.id in extra:
+                texts = [extra[task.id].text(), *texts]  # the candidate first: never cut
+            return skills_block(texts, self.sk.max_skill_chars, self.sk.max_block_chars, specials)
+
+        return fn
+
+    # ---------------------------------------------------------------- writing
+
+    def policy_share(self, iteration: int) -> float:
+        if self.sk.writer == "teacher":
+            return 0.0
+        if self.sk.writer == "policy":
+            return 1.0
+        ramp = self.sk.policy_ramp * max(self.cfg.train.iterations, 1)
+        return min(1.0, (iteration - 1) / ramp) if ramp > 0 else 1.0
+
+    def write(self, policy: Policy, attempts: Sequence[Attempt], task_type: str, by_policy: bool, generator: torch.Generator) -> Written:
+        """One candidate for a cluster, from its writer, falling back to the rule inducer."""
+        rule = rule_skill(attempts, task_type)
+        shown: dict[str, Attempt] = {}
+        for a in attempts:  # one per task, a success when there is one
+            if a.task_id not in shown or (a.won and not shown[a.task_id].won):
+                shown[a.task_id] = a
+        prompt = induction_prompt(list(shown.values()))
+        if by_policy:
+            ids = policy.encode_prompt(prompt)
+            gen = policy.generate([ids], self.sk.max_skill_tokens, self.cfg.sampling.temperature,
+                                  generator, stop_text=None)[0]
+            skill = parse_skill(gen.text)
+            if skill is None:
+                return Written(rule, "rule", "the policy's answer held no Title/When/Procedure lines; rule inducer used", fallback=True)
+            return Written(skill, "policy", "written by the policy",
+                           {"prompt_ids": ids, "response_ids": gen.ids})
+        if self.teacher is not None:
+            try:
+                answer = self.teacher.complete(prompt)
+            except TeacherError as err:
+                return Written(rule, "rule", f"teacher failed ({err}); rule inducer used", fallback=True)
+            skill = parse_skill(answer)
+            if skill is None:
+                return Written(rule, "rule", "the teacher's answer held no Title/When/Procedure lines; rule inducer used", fallback=True)
+            return Written(skill, "teacher", f"written by the teacher {self.sk.teacher_model}")
+        return Written(rule, "rule", "written by the rule inducer")
+
+    # ---------------------------------------------------------------- one iteration's rollouts
+
+    def play(self, policy: Policy, source: TaskSource, tasks: Sequence[Task], iteration: int, seed: int) -> tuple[list[Episode], dict]:
+        """N rollouts per task: the base half with the retrieved skills, then one candidate per
+        cluster induced from it, then the augmented half with the candidate added; the
+        candidates are stored with their measured utility. Returns all episodes and figures."""
+        cfg, sk = self.cfg, self.sk
+        half = cfg.train.group_size // 2
+        seeds = pair_seeds(seed, len(tasks), half)
+        common = dict(max_new_tokens=cfg.sampling.max_action_tokens, temperature=cfg.sampling.temperature,
+                      history_length=cfg.sampling.history_length, sampling_seeds=seeds)
+        t0 = time.time()
+        retrieved: dict[str, list[StoredSkill]] = {}
+        base = rollout(policy, source, tasks, half, skills=self.skills_fn(policy, retrieved), **common)
+        t_base = time.time() - t0
+
+        t1 = time.time()
+        rng = np.random.default_rng([seed, 11])
+        writer_gen = torch.Generator(device=policy.device).manual_seed(int(rng.integers(2**62)))
+        share = self.policy_share(iteration)
+        k = sk.cluster_size
+        written: list[Written] = []
+        for c in range(len(tasks) // k):
+            groups = range(c * k, (c + 1) * k)
+            attempts = [attempt_of(e) for e in base if e.group in groups and e.error is None and e.steps]
+            if not attempts:
+                attempts = [Attempt(tasks[g].id, e.goal, (), (), False) for g in groups for e in base if e.group == g][:1]
+            written.append(self.write(policy, attempts, tasks[c * k].task_type, bool(rng.random() < share), writer_gen))
+        candidate_of = {tasks[g].id: written[g // k].skill for g in range(len(tasks))}
+        t_induce = time.time() - t1
+
+        t2 = time.time()
+        augmented = rollout(policy, source, tasks, half, skills=self.skills_fn(policy, retrieved, candidate_of),
+                            index_offset=half, **common)
+        t_aug = time.time() - t2
+
+        us, los, his = [], [], []
+        embeddings = self.embed([w.skill.text() for w in written])
+        for c, w in enumerate(written):
+            groups = list(range(c * k, (c + 1) * k))
+            base_KP, aug_KP, task_ids = matched_rewards(base, augmented, groups, half)
+            if not base_KP:
+                continue
+            measured = utility(base_KP, aug_KP, sk.confidence)
+            self.bank.add_candidate(
+                w.skill,
+                task_types=sorted({tasks[g].task_type for g in groups}),
+                embedding=embeddings[c],
+                writer=w.writer,
+                iteration=iteration,
+                sources=[f"iteration {iteration} task {t} base rollouts" for t in task_ids],
+                measurements=[Measurement(t, b, a, float(np.mean(a) - np.mean(b))) for t, b, a in zip(task_ids, base_KP, aug_KP)],
+                utility=measured.value,
+                utility_lo=measured.lo if math.isfinite(measured.lo) else None,
+                utility_hi=measured.hi if math.isfinite(measured.hi) else None,
+                induction=w.induction,
+                reason=w.reason,
+            )
+            us.append(measured.value)
+            los.append(measured.lo)
+            his.append(measured.hi)
+        self.bank.log_retrievals(iteration, [(s.id, tid) for tid, found in retrieved.items() for s in found])
+
+        episodes = sorted([*base, *augmented], key=lambda e: (e.group, e.index))
+        base_success = float(np.mean([e.won for e in base])) if base else 0.0
+        aug_success = float(np.mean([e.won for e in augmented])) if augmented else 0.0
+        stats = {
+            "skills_candidates": len(us),
+            "skills_U_mean": float(np.mean(us)) if us else 0.0,
+            "skills_U": [round(u, 4) for u in us],
+            "skills_base_success": base_success,
+            "skills_augmented_success": aug_success,
+            "skills_retrieved_mean": float(np.mean([len(v) for v in retrieved.values()])) if retrieved else 0.0,
+            "skills_policy_share": share,
+            "skills_writers": {w: sum(x.writer == w for x in written) for w in ("rule", "teacher", "policy")},
+            "skills_fallbacks": sum(x.fallback for x in written),
+            "time_base_s": round(t_base, 3),
+            "time_induce_s": round(t_induce, 3),
+            "time_augmented_s": round(t_aug, 3),
+        }
+        return episodes, stats
+
+    # ---------------------------------------------------------------- promotion
+
+    def promote(self, policy: Policy, iteration: int, goals: Sequence[tuple[str, str]]) -> tuple[GeneratorRows | None, dict]:
+        """Decide every candidate (promote or discard), prune the bank, in one transaction.
+        `goals` are (task type, goal) of recent tasks: the relevant tasks of the pruning score.
+        Returns the generator loss's rows for the policy-written skills decided here."""
+        sk = self.sk
+        t0 = time.time()
+        queue = self.bank.skills("candidate")
+        bank = self.bank.skills("promoted")
+        bank_E = np.stack([s.embedding for s in bank]) if bank else np.zeros((0, 1), dtype=np.float32)
+        decisions = promotion(
+            [Candidate(s.id, s.utility or 0.0, s.utility_lo if s.utility_lo is not None else -math.inf, s.embedding) for s in queue],
+            bank_E, [s.id for s in bank],
+            top=sk.promote_top, novelty=sk.novelty, require_lcb=sk.require_lcb, gate=sk.gate,
+        )
+        promoted_ids = {d.skill_id for d in decisions if d.kind == "promoted"}
+        after = [*bank, *[s for s in queue if s.id in promoted_ids]]
+        scores: list[float | None] = []
+        if sk.scoring and after:
+            pairs, owners = [], []
+            for j, s in enumerate(after):
+                for task_type, goal in goals:
+                    if task_type in s.task_types:
+                        pairs.append((goal, s.skill))
+                        owners.append(j)
+            values = likelihood(policy, pairs) if pairs else np.zeros(0)
+            for j in range(len(after)):
+                mine = [v for o, v in zip(owners, values) if o == j]
+                scores.append(float(np.mean(mine)) if mine else None)
+        else:
+            scores = [None] * len(after)
+        pruned = pruning([s.id for s in after], scores, [s.utility for s in after],
+                         capacity=sk.capacity, margin=sk.prune_margin)
+        self.bank.apply(iteration, [*decisions, *pruned])
+
+        prompts, responses, weights = [], [], []
+        for s in queue:
+            if s.writer != "policy" or not s.induction:
+                continue
+            u = s.utility or 0.0
+            w = u if s.id in promoted_ids else -sk.gen_discard_weight * abs(u)
+            if w != 0.0:
+                prompts.append(s.induction["prompt_ids"])
+                responses.append(s.induction["response_ids"])
+                weights.append(w)
+        rows = GeneratorRows(prompts, responses, weights, sk.gen_coef) if prompts else None
+        known = [x for x in scores if x is not None]
+        stats = {
+            "skills_promoted": len(promoted_ids),
+            "skills_discarded": sum(d.kind == "discarded" for d in decisions),
+            "skills_pruned": len(pruned),
+            "skills_bank_size": len(after) - len(pruned),
+            "skills_score_mean": float(np.mean(known)) if known else None,
+            "skills_generator_rows": len(prompts),
+            "time_promote_s": round(time.time() - t0, 3),
+        }
+        return rows, stats
