@@ -1,0 +1,333 @@
+"""SAPO with a real (tiny) model: common random numbers, the HTTP teacher against `skillvet
+serve` and against servers that are down or slow, the generator loss, likelihood scores,
+`skills vet`, and a SAPO run whose resumed bank equals the uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from skillvet.config import HouseholdConfig, ModelConfig, TinyModelConfig, load_config  # noqa: E402
+from skillvet.envs.household import HouseholdSource  # noqa: E402
+from skillvet.policy.hf import Policy  # noqa: E402
+from skillvet.policy.models import build_tiny, chatml_text  # noqa: E402
+from skillvet.rollout import rollout  # noqa: E402
+from skillvet.sft import expert_demos  # noqa: E402
+from skillvet.skills.induce import Attempt  # noqa: E402
+from skillvet.skills.score import likelihood, rerank, similar  # noqa: E402
+from skillvet.skills.teacher import HttpTeacher, TeacherError  # noqa: E402
+from skillvet.skills.text import Skill  # noqa: E402
+
+TINY = TinyModelConfig(layers=1, hidden=48, heads=2, vocab_size=400, tokenizer_tasks=10)
+
+
+@pytest.fixture(scope="module")
+def source() -> HouseholdSource:
+    return HouseholdSource(HouseholdConfig(), max_steps=4)
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory, source) -> Policy:
+    demos = expert_demos(source, source.tasks("train")[:10])
+    folder = build_tiny([chatml_text(d.prompt, d.answer) for d in demos], TINY, tmp_path_factory.mktemp("tiny"), seed=0)
+    return Policy.load(folder, ModelConfig(tiny=TINY, device="cpu"))
+
+
+# ---------------------------------------------------------------------------------- CRN
+
+
+def test_row_generators_make_a_rows_samples_independent_of_its_batch(policy):
+    a = policy.encode_prompt("put a mug on the desk")
+    b = policy.encode_prompt("a much longer prompt about heating an egg in the microwave and more words")
+
+    def gens(*seeds):
+        return [torch.Generator().manual_seed(s) for s in seeds]
+
+    alone = policy.generate([a], 10, 1.0, row_generators=gens(5), stop_text=None)[0]
+    batched = policy.generate([b, a], 10, 1.0, row_generators=gens(9, 5), stop_text=None)[1]
+    assert alone.ids == batched.ids
+    assert np.allclose(alone.logprobs, batched.logprobs, atol=1e-5)
+    other = policy.generate([a], 10, 1.0, row_generators=gens(6), stop_text=None)[0]
+    assert other.ids != alone.ids  # a different seed samples differently
+
+
+def test_matched_rollouts_with_the_same_seeds_and_prompts_are_identical(policy, source):
+    tasks = source.tasks("train")[:2]
+    seeds = [11, 12, 13, 14]
+    kw = dict(max_new_tokens=8, temperature=1.0, sampling_seeds=seeds)
+    first = rollout(policy, source, tasks, 2, **kw)
+    again = rollout(policy, source, tasks, 2, index_offset=2, **kw)
+    assert [e.index for e in again] == [2, 3, 2, 3]
+    for x, y in zip(first, again):
+        assert [s.response_ids for s in x.steps] == [s.response_ids for s in y.steps]
+    with pytest.raises(ValueError, match="sampling seeds"):
+        rollout(policy, source, tasks, 2, max_new_tokens=8, temperature=1.0, sampling_seeds=[1])
+
+
+# ---------------------------------------------------------------------------------- HTTP teacher
+
+SKILL_LINES = "Title: Carry\nWhen: the task is to put X on Y\nProcedure: find X; take X; go to Y; move X to Y"
+
+
+@pytest.fixture(scope="module")
+def writer(tmp_path_factory, policy) -> Policy:
+    """The tiny model after a few supervised steps of answering any prompt with one skill."""
+    from skillvet.config import SftConfig
+    from skillvet.sft import Demo, supervised
+
+    folder = tmp_path_factory.mktemp("writer")
+    policy.save(folder)
+    trained = Policy.load(folder, ModelConfig(tiny=TINY, device="cpu"))
+    demos = [Demo(p, SKILL_LINES, "pick_and_place") for p in ("Task 1: put a mug on desk.", "Write a skill.", "hello")]
+    supervised(trained, demos, SftConfig(steps=60, batch_size=3, lr=1e-2), seed=0)
+    return trained
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_teacher_over_real_http_against_skillvet_serve(writer):
+    from skillvet.serve import make_server
+
+    server = make_server(writer, "tiny-test", "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        teacher = HttpTeacher(url, "tiny-test", timeout=30, retries=0, max_tokens=60)
+        answer = teacher.complete("Task 1: put a mug on desk.")
+        from skillvet.skills.teacher import SYSTEM
+
+        text = writer.tokenizer.apply_chat_template(
+            [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Task 1: put a mug on desk."}],
+            tokenize=False, add_generation_prompt=True,
+        )
+        ids = writer.tokenizer(text, add_special_tokens=False)["input_ids"]
+        expected = writer.generate([ids], 60, 0.0, stop_text=None)[0].text
+        assert answer == expected and answer.startswith("Title: Carry")  # the served model's greedy answer
+        import urllib.request
+
+        with urllib.request.urlopen(url + "/models", timeout=10) as r:
+            assert json.loads(r.read())["data"][0]["id"] == "tiny-test"
+        bad = urllib.request.Request(url + "/chat/completions", data=b'{"messages": "nope"}', method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(bad, timeout=10)
+        assert err.value.code == 400
+        assert "messages" in json.loads(err.value.read())["error"]["message"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_teacher_reports_a_server_that_is_down_after_its_retries():
+    teacher = HttpTeacher(f"http://127.0.0.1:{_free_port()}/v1", "m", timeout=2, retries=2, backoff=0.05)
+    t0 = time.time()
+    with pytest.raises(TeacherError, match=r"no answer .* \(after 3 attempts\)"):
+        teacher.complete("hello")
+    assert time.time() - t0 < 5
+
+
+class _Slow(BaseHTTPRequestHandler):
+    delay = 2.0
+    calls = 0
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        type(self).calls += 1
+        time.sleep(self.delay)
+        try:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"choices": [{"message": {"content": "late"}}]}')
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+class _Forbidden(BaseHTTPRequestHandler):
+    calls = 0
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        type(self).calls += 1
+        self.send_response(401)
+        self.end_headers()
+
+
+def _serve(handler):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_teacher_times_out_on_a_slow_server_and_retries():
+    server = _serve(_Slow)
+    try:
+        teacher = HttpTeacher(f"http://127.0.0.1:{server.server_address[1]}/v1", "m", timeout=0.3, retries=1, backoff=0.05)
+        with pytest.raises(TeacherError, match="timed out"):
+            teacher.complete("hello")
+        assert _Slow.calls == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_teacher_does_not_retry_a_client_error():
+    server = _serve(_Forbidden)
+    try:
+        teacher = HttpTeacher(f"http://127.0.0.1:{server.server_address[1]}/v1", "m", timeout=2, retries=3, backoff=0.05)
+        with pytest.raises(TeacherError, match="HTTP 401"):
+            teacher.complete("hello")
+        assert _Forbidden.calls == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _FixedEmbedder:
+    """Test double for MiniLM: a bag of hashed words (the product path loads the real model)."""
+
+    def __call__(self, texts):
+        out = np.zeros((len(texts), 64), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for w in t.lower().split():
+                out[i, hash(w) % 64] += 1
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+def test_a_failing_teacher_falls_back_to_the_rule_inducer(tmp_path, policy):
+    from skillvet.skills.sapo import SkillVetting
+
+    cfg = load_config(None, ["skills.enabled=true", "skills.teacher=http",
+                             f"skills.teacher_url=http://127.0.0.1:{_free_port()}/v1",
+                             "skills.teacher_retries=0", "skills.teacher_timeout=1"])
+    vetting = SkillVetting(cfg, tmp_path, embedder=_FixedEmbedder())
+    attempt = Attempt("1", "put a mug on desk.", ("go to shelf 1", "take mug 1 from shelf 1", "go to desk 1",
+                                                  "move mug 1 to desk 1"), (True,) * 4, True)
+    written = vetting.write(policy, [attempt], "pick_and_place", by_policy=False, generator=torch.Generator())
+    assert written.fallback and written.writer == "rule" and "teacher failed" in written.reason
+    assert written.skill.procedure == "find X; take X; go to Y; move X to Y"
+    by_policy = vetting.write(policy, [attempt], "pick_and_place", by_policy=True, generator=torch.Generator().manual_seed(0))
+    assert by_policy.writer in ("policy", "rule")  # an untrained tiny model rarely writes a parseable skill
+    if by_policy.writer == "policy":
+        assert by_policy.induction and by_policy.induction["response_ids"]
+
+
+# ---------------------------------------------------------------------------------- scores, generator
+
+
+def test_likelihood_scores_and_rerank(policy):
+    skills = [Skill("Pick and place", "the task is to put X on Y", "find X; take X; go to Y; move X to Y"),
+              Skill("zq", "zq zq", "zq zq zq zq")]
+    scores = likelihood(policy, [("put a mug on desk.", s) for s in skills] + [("heat an egg.", skills[0])])
+    assert scores.shape == (3,) and np.all(scores < 0)
+    assert scores[0] != scores[2]  # context-dependent
+    q = np.eye(3, dtype=np.float32)[:1]
+    bank = np.eye(3, dtype=np.float32)
+    assert similar(q, bank, 2) == [[0, 1]]
+    assert rerank([0, 1], [0.9, 0.5], [-5.0, -1.0], weight=0.0, k=1) == [0]
+    assert rerank([0, 1], [0.9, 0.5], [-5.0, -1.0], weight=0.5, k=1) == [1]
+
+
+def test_generator_loss_raises_promoted_skills_and_lowers_discarded_ones(policy):
+    from skillvet.learner import _generator_backward
+    from skillvet.skills.sapo import GeneratorRows
+
+    prompt = policy.encode_prompt("Task 1: put a mug on desk.\nWrite a skill.")
+    skill = policy.encode_answer("Title: Carry\nWhen: always\nProcedure: find X; take X")
+
+    def mean_logp():
+        with torch.no_grad():
+            logp, _, mask = policy.token_logprobs([prompt], [skill])
+        return float((logp * mask).sum() / mask.sum())
+
+    saved = policy.trainable_state()
+    for weight in (1.0, -1.0):
+        policy.load_trainable_state(saved)
+        before = mean_logp()
+        opt = torch.optim.SGD(policy.parameters(), lr=0.5)
+        opt.zero_grad()
+        loss = _generator_backward(policy, GeneratorRows([prompt], [skill], [weight], coef=0.1), 1.0)
+        opt.step()
+        after = mean_logp()
+        assert loss == pytest.approx(-0.1 * weight * before, rel=1e-4)
+        assert (after > before) if weight > 0 else (after < before)
+    policy.load_trainable_state(saved)
+
+
+# ---------------------------------------------------------------------------------- vet and a SAPO run
+
+
+def test_vet_measures_a_skill_with_matched_pairs(policy, source):
+    from skillvet.skills.vet import vet
+
+    skill = Skill("Pick and place", "the task is to put X on Y", "find X; take X; go to Y; move X to Y")
+    result = vet(policy, source, source.tasks("eval")[:3], skill, pairs=2, max_new_tokens=8, seed=1)
+    assert result["tasks"] == 3 and result["pairs"] == 6
+    assert result["lo"] <= result["U"] <= result["hi"]
+    assert result["U"] == pytest.approx(np.mean([t["u"] for t in result["per_task"]]))
+
+
+SMALL = [
+    "model.tiny.layers=1", "model.tiny.hidden=32", "model.tiny.heads=2", "model.tiny.vocab_size=300",
+    "model.tiny.tokenizer_tasks=5", "model.threads=1", "sft.steps=3", "sft.tasks=8", "sft.batch_size=8",
+    "sft.skills_share=0.5", "sft.writing_demos=4", "train.tasks_per_iteration=4", "train.group_size=4",
+    "train.micro_batch_size=16", "env.max_steps=3", "eval.tasks=2", "eval.before=false",
+    "sampling.max_action_tokens=8", "skills.enabled=true", "skills.cluster_size=2", "skills.promote_every=1",
+    "skills.promote_top=1.0", "skills.max_skill_tokens=12", "train.iterations=3", "train.keep_every=1",
+]
+
+
+def _bank_rows(run_dir: Path):
+    from skillvet.skills.bank import Bank
+
+    bank = Bank(run_dir / "skills.sqlite")
+    rows = [(s.iteration, s.skill.text(), s.status, s.utility) for s in bank.skills()]
+    events = [(e["iteration"], e["skill_id"], e["kind"], e["reason"]) for e in bank.events()]
+    measurements = [bank.measurements(s.id) for s in bank.skills()]
+    bank.close()
+    return rows, events, measurements
+
+
+def test_sapo_run_writes_its_bank_and_a_resumed_run_rebuilds_the_same_bank(tmp_path):
+    from skillvet.train import resume_run, start_run, train
+
+    cfg = load_config(None, SMALL)
+    run = start_run(cfg, quiet=True, run_dir=tmp_path / "run")
+    train(run)
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in metrics] == [1, 2, 3]
+    assert all(m["samples"] > 0 and m["skills_candidates"] == 2 for m in metrics)
+    assert all("skills_promoted" in m and "skills_U" in m for m in metrics)
+    rows, events, measurements = _bank_rows(tmp_path / "run")
+    assert len(rows) == 6 and all(len(m) == 2 for m in measurements)  # 2 clusters x 3 iterations, K = 2
+    assert all(len(m["base"]) == 2 and len(m["augmented"]) == 2 for ms in measurements for m in ms)  # N / 2 pairs
+
+    # as if killed after iteration 3 wrote to the bank but before its checkpoint: back to iteration 2
+    ckpt = tmp_path / "run" / "checkpoints"
+    (ckpt / "latest.json").write_text(json.dumps({"iteration": 2, "folder": "iter-000002"}) + "\n")
+    resumed = resume_run(tmp_path / "run", quiet=True)
+    assert resumed.start_iteration == 2
+    assert max(r[0] for r in _bank_rows(tmp_path / "run")[0]) == 2  # iteration 3's skills are gone
+    train(resumed)
+    rows2, events2, measurements2 = _bank_rows(tmp_path / "run")
+    assert rows2 == rows
+    assert [e[:3] for e in events2] == [e[:3] for e in events]
+    assert measurements2 == measurements
