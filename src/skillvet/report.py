@@ -211,6 +211,34 @@ def _trajectories(run: dict, limit: int) -> str:
     return "".join(parts)
 
 
+def _skills_section(run_dir: Path) -> str:
+    """The bank's skills (every status), newest first, with U, its interval, writer and uses."""
+    if not (run_dir / "skills.sqlite").is_file():
+        return "<p>This run kept no skill bank.</p>"
+    from skillvet.skills.bank import Bank
+
+    bank = Bank(run_dir / "skills.sqlite")
+    try:
+        counts, skills = bank.counts(), bank.skills()
+    finally:
+        bank.close()
+
+    def fmt(v):
+        return "n/a" if v is None else f"{v:+.2f}"
+
+    rows = "".join(
+        f"<tr><td>{s.id}</td><td>{s.status}</td><td>{fmt(s.utility)}</td><td>[{fmt(s.utility_lo)}, {fmt(s.utility_hi)}]</td>"
+        f"<td>{html.escape(s.writer)}</td><td>{s.uses}</td><td>{s.iteration}</td><td>{html.escape(s.skill.text())}</td></tr>"
+        for s in reversed(skills)
+    )
+    summary = " · ".join(f"{k} {v}" for k, v in counts.items())
+    return (
+        f"<p>{summary} (details: <code>skillvet skills show {html.escape(str(run_dir))} ID</code>)</p>"
+        "<table><tr><th>id</th><th>status</th><th>U</th><th>interval</th><th>writer</th><th>uses</th>"
+        f"<th>iteration</th><th>skill</th></tr>{rows}</table>"
+    )
+
+
 def write_report(run_dir: str | Path, out: str | Path | None = None, trajectories: int = 3) -> Path:
     """Figures and report.html for one run; returns the HTML path."""
     run = load_run(run_dir)
@@ -221,7 +249,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, trajectorie
         f'<figure><img alt="{html.escape(cap)}" src="{_img(p)}"><figcaption>{html.escape(cap)}</figcaption></figure>'
         for cap, p in figs
     )
-    skills_note = "<p>This run kept no skill bank.</p>" if not (run["dir"] / "skills.sqlite").is_file() else ""
+    skills_note = _skills_section(run["dir"])
     page = (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>skillvet report: {html.escape(run['dir'].name)}</title>"
         f"<style>{_CSS}</style></head><body><h1>skillvet run {html.escape(run['dir'].name)}</h1>"
