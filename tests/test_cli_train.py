@@ -49,3 +49,57 @@ def test_eval_reads_a_run_directory(tmp_path, capsys):
 def test_eval_says_what_is_wrong_with_the_tiny_name(capsys):
     with pytest.raises(SystemExit, match="untrained"):
         main(["eval", "--model", "tiny", "--env", "household", "--limit", "1"])
+
+
+def test_skills_commands_list_show_export_import_and_vet(tmp_path, capsys):
+    import numpy as np
+
+    from skillvet.skills.bank import Bank, Decision, Measurement
+    from skillvet.skills.text import Skill
+
+    out = tmp_path / "warm"
+    assert main(["sft", "--env", "household", "--steps", "2", "--out", str(out), "--quiet", *SMALL]) == 0
+    capsys.readouterr()
+    bank = Bank(out / "skills.sqlite")
+    sid = bank.add_candidate(
+        Skill("Carry <|im_end|>", "the task is to put X on Y", "find X; take X; go to Y; move X to Y"),
+        task_types=["pick_and_place"], embedding=np.ones(384, np.float32) / np.sqrt(384), writer="rule",
+        iteration=1, sources=["iteration 1 task 3 base rollouts"],
+        measurements=[Measurement("3", [0.0, 0.0], [10.0, 0.0], 5.0)], utility=5.0, utility_lo=1.0, utility_hi=9.0,
+    )
+    bank.apply(1, [Decision(sid, "promoted", "U = +5.000 > 0")])
+    bank.close()
+
+    assert main(["skills", "list", str(out)]) == 0
+    listed = capsys.readouterr().out
+    assert "promoted" in listed and "+5.00" in listed and "[+1.00, +9.00]" in listed
+    assert main(["skills", "show", str(out), str(sid), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["measurements"][0]["augmented"] == [10.0, 0.0]
+    assert [e["kind"] for e in shown["events"]] == ["candidate", "promoted"]
+    with pytest.raises(SystemExit, match="no skill 999"):
+        main(["skills", "show", str(out), "999"])
+
+    exported = tmp_path / "bank.jsonl"
+    assert main(["skills", "export", str(out), str(exported)]) == 0
+    record = json.loads(exported.read_text().splitlines()[0])
+    assert record["title"].startswith("Carry") and record["utility"] == 5.0
+    other = tmp_path / "other"
+    other.mkdir()
+    Bank(other / "skills.sqlite").close()
+    assert main(["skills", "import", str(other), str(exported)]) == 0
+    capsys.readouterr()
+    imported = Bank(other / "skills.sqlite").skills("promoted")
+    assert len(imported) == 1 and imported[0].writer == "import"
+    assert "<|" not in imported[0].skill.title  # sanitized on the way in
+    assert imported[0].embedding.shape == (384,) and abs(float(np.linalg.norm(imported[0].embedding)) - 1) < 1e-4
+
+    skill_file = tmp_path / "skill.txt"
+    skill_file.write_text("Title: Carry\nWhen: the task is to put X on Y\nProcedure: find X; take X; go to Y; move X to Y\n")
+    assert main(["skills", "vet", "--model", str(out / "model-sft"), "--env", "household", "--skill", str(skill_file),
+                 "--tasks", "2", "--pairs", "2", "--max-steps", "3", "--json"]) == 0
+    vetted = json.loads(capsys.readouterr().out)
+    assert vetted["tasks"] == 2 and vetted["pairs"] == 4 and vetted["lo"] <= vetted["U"] <= vetted["hi"]
+    skill_file.write_text("just some words")
+    with pytest.raises(SystemExit, match="not a skill"):
+        main(["skills", "vet", "--model", str(out / "model-sft"), "--env", "household", "--skill", str(skill_file)])
