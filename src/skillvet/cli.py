@@ -213,7 +213,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg, policy, run_dir = load_model_arg(args.model)
     sampling = cfg.sampling
     skills = None
-    if run_dir is not None and cfg.skills.enabled and (run_dir / "skills.sqlite").is_file():
+    if run_dir is not None and cfg.skills.enabled and (run_dir / "skills.sqlite").is_file() and not args.no_skills:
         from skillvet.skills.sapo import SkillVetting
 
         skills = SkillVetting(cfg, run_dir).skills_fn(policy)  # the run's bank, as in its own evals
@@ -518,6 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=64, help="environments played at once")
     ev.add_argument("--out", help="write the episodes to this JSONL file")
     ev.add_argument("--set", action="append", metavar="KEY=VALUE", help="env config override (household.distractors=12)")
+    ev.add_argument("--no-skills", action="store_true", help="a SAPO run without its skill bank (no skills block)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=cmd_eval)

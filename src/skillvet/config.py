@@ -352,6 +352,8 @@ class SkillsConfig:
     """K: related tasks (same task type) that share one candidate skill; divides train.tasks_per_iteration."""
     top_k: int = 3
     """Skills retrieved from the bank for each task."""
+    match_type: bool = True
+    """Retrieve only skills whose task types include the task's type (skills without types always qualify); false: similarity over the whole bank, as in the paper."""
     embedder: str = "all-MiniLM-L6-v2"
     """Sentence embeddings for retrieval and novelty: all-MiniLM-L6-v2 (extra `embed`) or a local sentence-transformers folder."""
     writer: Literal["schedule", "teacher", "policy"] = "schedule"

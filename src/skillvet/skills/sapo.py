@@ -136,18 +136,22 @@ class SkillVetting:
         if not types:
             raise ValueError(f"no task type of the train split has {k} tasks (skills.cluster_size)")
         n = self.cfg.train.tasks_per_iteration // k
-        chosen = rng.choice(len(types), size=n, replace=n > len(types))
+        chosen = [types[int(i)] for i in rng.choice(len(types), size=n, replace=n > len(types))]
         tasks: list[Task] = []
-        for i in chosen:
-            members = by_type[types[int(i)]]
-            tasks += [members[int(j)] for j in rng.choice(len(members), size=k, replace=False)]
+        for t in sorted(set(chosen), key=chosen.index):  # a type drawn twice: distinct tasks for both clusters
+            members = by_type[t]
+            size = min(k * chosen.count(t), len(members) - len(members) % k)
+            tasks += [members[int(j)] for j in rng.choice(len(members), size=size, replace=False)]
         return tasks
 
     # ---------------------------------------------------------------- retrieval
 
-    def retrieve(self, policy: Policy, goal: str) -> list[StoredSkill]:
-        """The bank's top-k skills for a task: cosine top-2k, re-ranked by the likelihood score."""
+    def retrieve(self, policy: Policy, goal: str, task_type: str | None = None) -> list[StoredSkill]:
+        """The bank's top-k skills for a task: cosine top-2k, re-ranked by the likelihood score.
+        With `skills.match_type`, only skills of the task's type (or of no declared type) compete."""
         bank = self.bank.skills("promoted")
+        if self.sk.match_type and task_type is not None:
+            bank = [s for s in bank if not s.task_types or task_type in s.task_types]
         if not bank or self.sk.top_k == 0:
             return []
         query = self.embed([goal])
@@ -169,7 +173,7 @@ class SkillVetting:
             if retrieved is not None and task.id in retrieved:
                 found = retrieved[task.id]
             else:
-                found = self.retrieve(policy, goal)
+                found = self.retrieve(policy, goal, task.task_type)
                 if retrieved is not None:
                     retrieved[task.id] = found
             texts = [s.skill.text() for s in found]
