@@ -8,6 +8,7 @@ import json
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -171,34 +172,32 @@ class _Forbidden(BaseHTTPRequestHandler):
         self.end_headers()
 
 
-def _serve(handler):
+@contextmanager
+def _serving(handler):
+    """A test server on a free local port; yields its /v1 base URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_teacher_times_out_on_a_slow_server_and_retries():
-    server = _serve(_Slow)
-    try:
-        teacher = HttpTeacher(f"http://127.0.0.1:{server.server_address[1]}/v1", "m", timeout=0.3, retries=1, backoff=0.05)
+    with _serving(_Slow) as url:
+        teacher = HttpTeacher(url, "m", timeout=0.3, retries=1, backoff=0.05)
         with pytest.raises(TeacherError, match="timed out"):
             teacher.complete("hello")
         assert _Slow.calls == 2
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_teacher_does_not_retry_a_client_error():
-    server = _serve(_Forbidden)
-    try:
-        teacher = HttpTeacher(f"http://127.0.0.1:{server.server_address[1]}/v1", "m", timeout=2, retries=3, backoff=0.05)
+    with _serving(_Forbidden) as url:
+        teacher = HttpTeacher(url, "m", timeout=2, retries=3, backoff=0.05)
         with pytest.raises(TeacherError, match="HTTP 401"):
             teacher.complete("hello")
         assert _Forbidden.calls == 1
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 class _FixedEmbedder:
@@ -247,8 +246,7 @@ def test_likelihood_scores_and_rerank(policy):
 
 
 def test_generator_loss_raises_promoted_skills_and_lowers_discarded_ones(policy):
-    from skillvet.learner import _generator_backward
-    from skillvet.skills.sapo import GeneratorRows
+    from skillvet.learner import GeneratorRows, _generator_backward
 
     prompt = policy.encode_prompt("Task 1: put a mug on desk.\nWrite a skill.")
     skill = policy.encode_answer("Title: Carry\nWhen: always\nProcedure: find X; take X")

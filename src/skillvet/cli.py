@@ -219,9 +219,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         skills = SkillVetting(cfg, run_dir).skills_fn(policy)  # the run's bank, as in its own evals
     env_cfg = env_config(args)
     source = make_source(env_cfg)
-    split = args.split or env_cfg.eval_split
-    if split not in source.splits():
-        split = next(iter(source.splits()))
+    split = args.split or eval_split(source, env_cfg.eval_split)
     tasks = source.tasks(split)[: args.limit]
     with tqdm(total=len(tasks), desc=f"eval {source.name}/{split}", disable=True if args.json or args.quiet else None) as bar:
         summary, episodes = evaluate(
@@ -397,7 +395,7 @@ def cmd_skills_vet(args: argparse.Namespace) -> int:
         raise SystemExit(f"skillvet: {args.skill} is not a skill: write three lines, 'Title: ...', 'When: ...', 'Procedure: ...'")
     cfg, policy, _ = load_model_arg(args.model)
     source = make_source(env_config(args))
-    split = args.split or source_split(source, cfg)
+    split = args.split or eval_split(source, cfg.env.eval_split)
     tasks = [t for t in source.tasks(split) if not args.type or t.task_type in args.type][: args.tasks]
     if not tasks:
         raise SystemExit(f"skillvet: no {split} tasks of type {args.type}")
@@ -422,8 +420,9 @@ def cmd_skills_vet(args: argparse.Namespace) -> int:
     return 0
 
 
-def source_split(source, cfg) -> str:
-    return cfg.env.eval_split if cfg.env.eval_split in source.splits() else next(iter(source.splits()))
+def eval_split(source, preferred: str) -> str:
+    """`preferred` if the source has that split, else its first split."""
+    return preferred if preferred in source.splits() else next(iter(source.splits()))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -607,15 +607,20 @@ def expert_plan(world: World, goal: Goal, search: bool = False) -> list[str]:
     carry = matching[:2] if goal.task_type == "pick_two_obj_and_place" else matching[:1]
     for obj in carry:
         fetch(obj)
-        if goal.task_type in APPLIANCE:
-            appliance, verb, _ = APPLIANCE[goal.task_type]
-            station = next(r for r in w.receptacles if w.rtype[r] == appliance)
-            if w.at != station:
-                do(f"go to {station}")
-            do(f"{verb} {obj} with {station}")
-        go(target)
-        do(f"move {obj} to {target}")
+        _treat_and_place(w, goal, obj, target, do, go)
     return plan
+
+
+def _treat_and_place(w, goal, obj: str, target: str, do, go) -> None:
+    """With `obj` in hand: heat, cool or clean it when the task asks, then put it on `target`."""
+    if goal.task_type in APPLIANCE:
+        appliance, verb, _ = APPLIANCE[goal.task_type]
+        station = next(r for r in w.receptacles if w.rtype[r] == appliance)
+        if w.at != station:
+            do(f"go to {station}")
+        do(f"{verb} {obj} with {station}")
+    go(target)
+    do(f"move {obj} to {target}")
 
 
 def _search_plan(w, goal, plan, do, go, search_for) -> list[str]:
@@ -629,14 +634,7 @@ def _search_plan(w, goal, plan, do, go, search_for) -> list[str]:
     for _ in range(2 if goal.task_type == "pick_two_obj_and_place" else 1):
         obj = search_for(taken)
         taken.add(obj)
-        if goal.task_type in APPLIANCE:
-            appliance, verb, _ = APPLIANCE[goal.task_type]
-            station = next(r for r in w.receptacles if w.rtype[r] == appliance)
-            if w.at != station:
-                do(f"go to {station}")
-            do(f"{verb} {obj} with {station}")
-        go(target)
-        do(f"move {obj} to {target}")
+        _treat_and_place(w, goal, obj, target, do, go)
     return plan
 
 

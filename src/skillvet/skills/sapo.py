@@ -37,6 +37,7 @@ import torch
 
 from skillvet.config import Config
 from skillvet.envs.protocol import TaskSource
+from skillvet.learner import GeneratorRows
 from skillvet.policy.hf import Policy
 from skillvet.rollout import Episode, rollout
 from skillvet.skills.bank import Bank, Measurement, StoredSkill
@@ -66,17 +67,6 @@ def pair_seeds(base_seed: int, groups: int, half: int) -> list[int]:
 
 
 @dataclass
-class GeneratorRows:
-    """Policy-written skills decided in a promotion round: the generator loss's training rows."""
-
-    prompts: list[list[int]]
-    responses: list[list[int]]
-    weights: list[float]
-    """w(U): U for promoted skills, -gen_discard_weight * |U| for discarded ones."""
-    coef: float
-
-
-@dataclass
 class Written:
     skill: Skill
     writer: str
@@ -85,10 +75,6 @@ class Written:
     """Prompt and skill token ids, for policy-written skills (the generator loss)."""
     fallback: bool = False
     """The chosen writer failed and the rule inducer wrote it."""
-
-
-def split_halves(episodes: Sequence[Episode], half: int) -> tuple[list[Episode], list[Episode]]:
-    return [e for e in episodes if e.index < half], [e for e in episodes if e.index >= half]
 
 
 def matched_rewards(
@@ -146,10 +132,10 @@ class SkillVetting:
 
     # ---------------------------------------------------------------- retrieval
 
-    def retrieve(self, policy: Policy, goal: str, task_type: str | None = None) -> list[StoredSkill]:
-        """The bank's top-k skills for a task: cosine top-2k, re-ranked by the likelihood score.
-        With `skills.match_type`, only skills of the task's type (or of no declared type) compete."""
-        bank = self.bank.skills("promoted")
+    def retrieve(self, policy: Policy, bank: Sequence[StoredSkill], goal: str, task_type: str | None = None) -> list[StoredSkill]:
+        """The top-k of `bank` (promoted skills) for a task: cosine top-2k, re-ranked by the
+        likelihood score. With `skills.match_type`, only skills of the task's type (or of no
+        declared type) compete."""
         if self.sk.match_type and task_type is not None:
             bank = [s for s in bank if not s.task_types or task_type in s.task_types]
         if not bank or self.sk.top_k == 0:
@@ -168,12 +154,13 @@ class SkillVetting:
         """`rollout`'s skills callback: the retrieved skills (plus a candidate per task), as a
         bounded, sanitized block. Retrievals are remembered in `retrieved` by task id."""
         specials = list(policy.tokenizer.all_special_tokens)
+        bank = self.bank.skills("promoted")  # fixed for the rollout: promotion happens between rollouts
 
         def fn(task: Task, goal: str) -> list[str]:
             if retrieved is not None and task.id in retrieved:
                 found = retrieved[task.id]
             else:
-                found = self.retrieve(policy, goal, task.task_type)
+                found = self.retrieve(policy, bank, goal, task.task_type)
                 if retrieved is not None:
                     retrieved[task.id] = found
             texts = [s.skill.text() for s in found]

@@ -19,7 +19,7 @@ from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
 from skillvet.rollout import rollout
 from skillvet.skills.gate import utility
-from skillvet.skills.sapo import matched_rewards, pair_seeds, split_halves
+from skillvet.skills.sapo import matched_rewards, pair_seeds
 from skillvet.skills.text import Skill, skills_block
 from skillvet.types import Task
 
@@ -51,7 +51,6 @@ def vet(
                   sampling_seeds=seeds if temperature > 0 else None)
     base = rollout(policy, source, tasks, pairs, skills=lambda t, g: base_block, **common)
     augmented = rollout(policy, source, tasks, pairs, skills=lambda t, g: aug_block, index_offset=pairs, **common)
-    base, augmented = split_halves([*base, *augmented], pairs)
     base_KP, aug_KP, task_ids = matched_rewards(base, augmented, range(len(tasks)), pairs)
     if not base_KP:
         raise RuntimeError("every pair had a crashed environment; nothing was measured")
