@@ -36,7 +36,7 @@ def _batch() -> list[Episode]:
 def test_gigpo_rows_follow_the_reference_reward_shaping():
     from skillvet.learner import compute_advantages
 
-    algo = AlgoConfig()
+    algo = AlgoConfig(invalid_penalty=0.1)
     rows = compute_advantages(_batch(), algo)
     assert len(rows.prompts) == 3 + 3 + 1 + 2  # the crashed episode is left out
     # by hand: scores = return - own penalty; step returns discounted, minus own penalty

@@ -65,8 +65,8 @@ class AlgoConfig:
     """Episode-level statistics over every step row (reference code) or per trajectory (paper)."""
     similarity: float | None = None
     """If set, cluster text anchors whose difflib ratio reaches this threshold (0 < t < 1)."""
-    invalid_penalty: float = 0.1
-    """Reward subtracted on a step whose action is unparseable or not admissible."""
+    invalid_penalty: float = 0.0
+    """Reward subtracted on a step whose action is unparseable or not admissible. The GiGPO paper uses 0.1 on ALFWorld (the ALFWorld recipes set it); the tiny default uses 0, because 0.1 drives the tiny household policy to stop taking objects (recipes/README.md)."""
     clip_eps: float = 0.2
     """PPO clip range."""
     kl_coef: float = 0.01
