@@ -50,7 +50,7 @@ def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
     n = 0
     while n < limit and all(p[n] == first[n] for p in prompts):
         n += 1
-    return max(n, 0)
+    return n
 
 
 def pick_device(name: str) -> torch.device:
