@@ -159,11 +159,12 @@ def test_anchor_is_the_state_not_the_text(source):
     assert tuple(admissible_actions(world)) == first.admissible
 
 
-def test_search_expert_wins_without_reading_hidden_state():
+@pytest.mark.parametrize("mode", ["search", "explore"])
+def test_searching_experts_win_without_reading_hidden_state(mode):
     from skillvet.config import HouseholdConfig
     from skillvet.envs.household import HouseholdSource
 
-    source = HouseholdSource(HouseholdConfig(expert="search"), max_steps=40)
+    source = HouseholdSource(HouseholdConfig(expert=mode), max_steps=40)
     oracle = HouseholdSource(HouseholdConfig(expert="oracle"), max_steps=40)
     longer = 0
     for task in source.tasks("eval")[:120]:
@@ -178,3 +179,16 @@ def test_search_expert_wins_without_reading_hidden_state():
         assert result.won
         longer += len(source.expert(task)) > len(oracle.expert(task))
     assert longer > 30  # searching costs steps the oracle does not take
+
+
+def test_explore_expert_orders_its_search_by_the_task_seed():
+    from skillvet.config import HouseholdConfig
+    from skillvet.envs.household import HouseholdSource
+
+    source = HouseholdSource(HouseholdConfig(expert="explore"))
+    search = HouseholdSource(HouseholdConfig(expert="search"))
+    tasks = source.tasks("train")[:60]
+    assert [source.expert(t) for t in tasks] == [source.expert(t) for t in tasks]  # reproducible
+    firsts = {source.expert(t)[0] for t in tasks if t.task_type == "pick_and_place"}
+    alphabetical = {search.expert(t)[0] for t in tasks if t.task_type == "pick_and_place"}
+    assert len(alphabetical) < len(firsts)  # first stops spread over receptacle kinds

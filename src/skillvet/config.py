@@ -106,8 +106,8 @@ class HouseholdConfig:
     """Task types of the train split; leave some out to test transfer to unseen types."""
     eval_types: list[str] = field(default_factory=lambda: list(TASK_TYPES))
     """Task types of the eval split."""
-    expert: Literal["oracle", "search"] = "oracle"
-    """Expert for checks and warm starts: "oracle" reads hidden state and goes straight to the object; "search" sees only what an agent sees and searches receptacles in order (imitable without memory)."""
+    expert: Literal["oracle", "search", "explore"] = "oracle"
+    """Expert for checks and warm starts: "oracle" reads hidden state and goes straight to the object; "search" sees only what an agent sees and searches receptacles in alphabetical order; "explore" sees the same and searches them in a random order (seeded by the task)."""
 
     def __post_init__(self) -> None:
         _require(self.num_receptacles >= 7, "env.household.num_receptacles", "must be >= 7")

@@ -550,14 +550,15 @@ def state_key(w: World) -> tuple:
 # --------------------------------------------------------------------------------------------
 
 
-def expert_plan(world: World, goal: Goal, search: bool = False) -> list[str]:
+def expert_plan(world: World, goal: Goal, mode: str = "oracle", seed: int = 0) -> list[str]:
     """A plan that fetches, treats and delivers.
 
-    The oracle (default) reads the hidden state and goes straight to each object. With
-    `search`, the expert reads only what the agent could see: it visits receptacles in the order
-    of the admissible "go to" actions (alphabetical), opening closed ones, and takes the first
-    object of the wanted type it sees. Its choice at each step depends only on the current
-    observation and actions, so a policy without memory can imitate it.
+    "oracle" reads the hidden state and goes straight to each object. "search" and "explore"
+    read only what the agent could see: they visit receptacles, opening closed ones, and take
+    the first object of the wanted type they see. "search" visits them in the order of the
+    admissible "go to" actions (alphabetical); "explore" in a random order drawn from `seed`
+    for each object it looks for, so that from where it stands its next place is any one it has
+    not yet seen, all alike: a memoryless policy imitates it by going anywhere else.
     """
     w = world.copy()
     plan: list[str] = []
@@ -579,8 +580,13 @@ def expert_plan(world: World, goal: Goal, search: bool = False) -> list[str]:
         go(r)
         do(f"take {obj} from {r}")
 
+    rng = random.Random(seed)
+
     def search_for(taken: set[str]) -> str:
-        for r in sorted(w.receptacles):
+        order = sorted(w.receptacles)
+        if mode == "explore":
+            rng.shuffle(order)
+        for r in order:
             if r == target_name and goal.task_type != "look_at_obj_in_light":
                 continue  # what lies in the target already is not to be fetched again
             go(r)
@@ -595,7 +601,7 @@ def expert_plan(world: World, goal: Goal, search: bool = False) -> list[str]:
         (o for o, t in w.otype.items() if t == goal.obj), key=lambda o: int(o.rsplit(" ", 1)[1])
     )
     target_name = next((r for r in w.receptacles if w.rtype[r] == goal.target), None)
-    if search:
+    if mode != "oracle":
         return _search_plan(w, goal, plan, do, go, search_for)
     if goal.task_type == "look_at_obj_in_light":
         fetch(matching[0])
@@ -717,4 +723,4 @@ class HouseholdSource:
         return HouseholdEnv(world, goal, self.max_steps)
 
     def expert(self, task: Task) -> list[str]:
-        return expert_plan(*self._world(task), search=self.cfg.expert == "search")
+        return expert_plan(*self._world(task), mode=self.cfg.expert, seed=int(task.id))
