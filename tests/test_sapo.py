@@ -34,7 +34,7 @@ TINY = TinyModelConfig(layers=1, hidden=48, heads=2, vocab_size=400, tokenizer_t
 
 @pytest.fixture(scope="module")
 def source() -> HouseholdSource:
-    return HouseholdSource(HouseholdConfig(), max_steps=4)
+    return HouseholdSource(HouseholdConfig(expert="oracle"), max_steps=4)  # short expert episodes
 
 
 @pytest.fixture(scope="module")

@@ -106,7 +106,7 @@ class HouseholdConfig:
     """Task types of the train split; leave some out to test transfer to unseen types."""
     eval_types: list[str] = field(default_factory=lambda: list(TASK_TYPES))
     """Task types of the eval split."""
-    expert: Literal["oracle", "search", "explore"] = "oracle"
+    expert: Literal["oracle", "search", "explore"] = "search"
     """Expert for checks and warm starts: "oracle" reads hidden state and goes straight to the object; "search" sees only what an agent sees and searches receptacles in alphabetical order; "explore" sees the same and searches them in a random order (seeded by the task)."""
 
     def __post_init__(self) -> None:
@@ -276,7 +276,7 @@ class SamplingConfig:
 
 @dataclass
 class SftConfig:
-    steps: int = 700
+    steps: int = 1400
     """Optimizer steps of the supervised warm start on expert demonstrations (0: no warm start)."""
     tasks: int = 1000
     """Train-split tasks whose expert episodes make the demonstrations."""
@@ -323,7 +323,7 @@ class TrainConfig:
     """Gradient clipping by global norm."""
     epochs: int = 1
     """Passes of the learner over each iteration's samples (PPO epochs)."""
-    mini_batches: int = 1
+    mini_batches: int = 4
     """Optimizer steps per epoch; the samples are split evenly."""
     micro_batch_size: int = 32
     """Samples per forward/backward pass (gradient accumulation up to the mini-batch)."""
