@@ -6,7 +6,13 @@ import pytest
 
 from skillvet.config import ConfigError, HouseholdConfig
 from skillvet.envs import make_group
-from skillvet.envs.household import HouseholdSource, admissible_actions, generate, state_key
+from skillvet.envs.household import (
+    HouseholdSource,
+    admissible_actions,
+    expert_plan,
+    generate,
+    state_key,
+)
 from skillvet.types import SUCCESS_REWARD, TASK_TYPES
 
 
@@ -192,3 +198,6 @@ def test_explore_expert_orders_its_search_by_the_task_seed():
     firsts = {source.expert(t)[0] for t in tasks if t.task_type == "pick_and_place"}
     alphabetical = {search.expert(t)[0] for t in tasks if t.task_type == "pick_and_place"}
     assert len(alphabetical) < len(firsts)  # first stops spread over receptacle kinds
+    world, goal = generate(tasks[0].task_type, int(tasks[0].id), source.cfg)
+    with pytest.raises(ValueError, match="unknown household expert"):
+        expert_plan(world, goal, mode="serch")

@@ -560,6 +560,8 @@ def expert_plan(world: World, goal: Goal, mode: str = "oracle", seed: int = 0) -
     for each object it looks for, so that from where it stands its next place is any one it has
     not yet seen, all alike: a memoryless policy imitates it by going anywhere else.
     """
+    if mode not in ("oracle", "search", "explore"):
+        raise ValueError(f"unknown household expert {mode!r}: use oracle, search or explore")
     w = world.copy()
     plan: list[str] = []
 
