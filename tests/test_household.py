@@ -188,9 +188,6 @@ def test_searching_experts_win_without_reading_hidden_state(mode):
 
 
 def test_explore_expert_orders_its_search_by_the_task_seed():
-    from skillvet.config import HouseholdConfig
-    from skillvet.envs.household import HouseholdSource
-
     source = HouseholdSource(HouseholdConfig(expert="explore"))
     search = HouseholdSource(HouseholdConfig(expert="search"))
     tasks = source.tasks("train")[:60]

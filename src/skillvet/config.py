@@ -90,6 +90,9 @@ class AlgoConfig:
         _require(self.kl_coef >= 0.0, "algo.kl_coef", f"must be >= 0, got {self.kl_coef}")
 
 
+HouseholdExpert = Literal["oracle", "search", "explore"]
+
+
 @dataclass
 class HouseholdConfig:
     num_receptacles: int = 8
@@ -106,7 +109,7 @@ class HouseholdConfig:
     """Task types of the train split; leave some out to test transfer to unseen types."""
     eval_types: list[str] = field(default_factory=lambda: list(TASK_TYPES))
     """Task types of the eval split."""
-    expert: Literal["oracle", "search", "explore"] = "search"
+    expert: HouseholdExpert = "search"
     """Expert for checks and warm starts: "oracle" reads hidden state and goes straight to the object; "search" sees only what an agent sees and searches receptacles in alphabetical order; "explore" sees the same and searches them in a random order (seeded by the task)."""
 
     def __post_init__(self) -> None:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import get_args
 
-from skillvet.config import HouseholdConfig
+from skillvet.config import HouseholdConfig, HouseholdExpert
 from skillvet.envs.protocol import NOTHING_HAPPENS, check_split, normalize_action, seeded_tasks
 from skillvet.types import SUCCESS_REWARD, StepResult, Task
 
@@ -550,7 +551,7 @@ def state_key(w: World) -> tuple:
 # --------------------------------------------------------------------------------------------
 
 
-def expert_plan(world: World, goal: Goal, mode: str = "oracle", seed: int = 0) -> list[str]:
+def expert_plan(world: World, goal: Goal, mode: HouseholdExpert = "oracle", seed: int = 0) -> list[str]:
     """A plan that fetches, treats and delivers.
 
     "oracle" reads the hidden state and goes straight to each object. "search" and "explore"
@@ -560,8 +561,8 @@ def expert_plan(world: World, goal: Goal, mode: str = "oracle", seed: int = 0) -
     for each object it looks for, so that from where it stands its next place is any one it has
     not yet seen, all alike: a memoryless policy imitates it by going anywhere else.
     """
-    if mode not in ("oracle", "search", "explore"):
-        raise ValueError(f"unknown household expert {mode!r}: use oracle, search or explore")
+    if mode not in get_args(HouseholdExpert):
+        raise ValueError(f"unknown household expert {mode!r}: use one of {', '.join(get_args(HouseholdExpert))}")
     w = world.copy()
     plan: list[str] = []
 
