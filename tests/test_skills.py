@@ -326,3 +326,38 @@ def test_skill_types_are_demonstrated_only_with_their_procedure_in_the_prompt():
     assert {d.task_type for d in demos} == {heat}  # share 0: only the skill type is shown skills
     assert all("Skills that may help" in d.prompt and "heat X with microwave" in d.prompt for d in demos)
     assert len(demos) == sum(len(source.expert(t)) for t in heat_tasks)
+
+
+def test_decoy_demos_show_only_other_types_skills_and_the_plain_expert_actions():
+    from skillvet.config import HouseholdConfig
+    from skillvet.envs.household import HouseholdSource
+    from skillvet.sft import expert_demos, skill_demos
+
+    source = HouseholdSource(HouseholdConfig(), max_steps=20)
+    tasks = source.tasks("train")[:36]
+    heat = "pick_heat_then_place"
+    decoys = [t for t in tasks if t.task_type == heat]
+    demos = skill_demos(source, tasks, share=0.0, writing=0, cluster_size=4, history_length=2, seed=0,
+                        decoys=decoys)
+    plain = expert_demos(source, decoys, history_length=2)
+    assert decoys and len(demos) == len(plain)
+    assert all("Skills that may help" in d.prompt for d in demos)
+    assert not any("heat X with microwave" in d.prompt for d in demos)  # never the task's own skill
+    assert [d.answer for d in demos] == [d.answer for d in plain]
+
+
+def test_plain_and_decoy_tasks_keep_skill_types_out_of_decoys():
+    from skillvet.config import HouseholdConfig, SftConfig
+    from skillvet.envs.household import HouseholdSource
+    from skillvet.sft import plain_and_decoy_tasks
+
+    tasks = HouseholdSource(HouseholdConfig(), max_steps=20).tasks("train")[:600]
+    heat = "pick_heat_then_place"
+    n_heat = sum(t.task_type == heat for t in tasks)
+    cfg = SftConfig(skill_types=[heat], skill_types_plain=0.5, decoy_share=1.0)
+    plain, decoys = plain_and_decoy_tasks(tasks, cfg, seed=0)
+    plain_heat = [t for t in plain if t.task_type == heat]
+    assert 0.3 * n_heat < len(plain_heat) < 0.7 * n_heat  # about half of the skill type is also shown plain
+    assert [t for t in plain if t.task_type != heat] == [t for t in tasks if t.task_type != heat]
+    assert decoys == [t for t in plain if t.task_type != heat]  # share 1: every plain task outside the skill type
+    assert plain_and_decoy_tasks(tasks, SftConfig(), seed=0) == (list(tasks), [])

@@ -295,6 +295,8 @@ class SftConfig:
     """Task types demonstrated only with a skills block that holds their procedure (never without one): the model knows these types through their skill, so a skill's content decides how it acts on them (`skills vet` measures that)."""
     skill_types_plain: float = 0.0
     """Share of the `skill_types` tasks also demonstrated without a skills block (0: those types are known only through their skill)."""
+    decoy_share: float = 0.0
+    """Share of the tasks demonstrated without a skills block (`skill_types` excepted) that are also demonstrated with a block of one or two procedures of other types only (the expert acts the same), so that a block without the task's skill is neutral."""
     writing_demos: int = 0
     """Demonstrations of skill writing: an induction prompt (K expert episodes of one type) answered with the rule inducer's skill, so the policy starts out able to write skills."""
 
@@ -303,6 +305,7 @@ class SftConfig:
         _require(0.0 <= self.skills_share <= 1.0, "sft.skills_share", "must be in [0, 1]")
         _require(self.writing_demos >= 0, "sft.writing_demos", "must be >= 0")
         _require(0.0 <= self.skill_types_plain <= 1.0, "sft.skill_types_plain", "must be in [0, 1]")
+        _require(0.0 <= self.decoy_share <= 1.0, "sft.decoy_share", "must be in [0, 1]")
         _require(self.tasks >= 1, "sft.tasks", "must be >= 1")
         _require(self.batch_size >= 1, "sft.batch_size", "must be >= 1")
         _require(self.lr > 0, "sft.lr", "must be > 0")

@@ -65,6 +65,19 @@ def expert_demos(
     return demos
 
 
+def plain_and_decoy_tasks(tasks: Sequence[Task], cfg: SftConfig, seed: int) -> tuple[list[Task], list[Task]]:
+    """The demonstration tasks replayed without a skills block (every task outside
+    `cfg.skill_types`, and a `cfg.skill_types_plain` share of those inside), and the ones among
+    them also replayed with a decoy block (a `cfg.decoy_share` of those outside `cfg.skill_types`:
+    a skill type shown with a block that lacks its procedure would teach the model to act on it
+    without reading the block)."""
+    plain_rng = np.random.default_rng([seed, 6])
+    plain = [t for t in tasks if t.task_type not in cfg.skill_types or plain_rng.random() < cfg.skill_types_plain]
+    decoy_rng = np.random.default_rng([seed, 7])
+    decoys = [t for t in plain if t.task_type not in cfg.skill_types and decoy_rng.random() < cfg.decoy_share]
+    return plain, decoys
+
+
 def expert_attempts(source: TaskSource, tasks: Sequence[Task]) -> list[Attempt]:
     """Each task's expert episode as the skill inducers see a trajectory."""
     out = []
@@ -92,13 +105,16 @@ def skill_demos(
     history_length: int,
     seed: int,
     skill_types: Sequence[str] = (),
+    decoys: Sequence[Task] = (),
 ) -> list[Demo]:
     """Demonstrations that teach reading and writing skills.
 
     Reading: a `share` of `tasks`, and every task of `skill_types`, is replayed with a skills
     block holding the rule inducer's procedure for the task's type (induced from the expert
     episodes of `cluster_size` other tasks of that type) among up to two procedures of other
-    types, in random order.
+    types, in random order. Each task of `decoys` is replayed with a block of one or two
+    procedures of other types only: the expert acts as it would without a block, so a block
+    that holds no skill for the task teaches the model nothing to do.
     Writing: `writing` induction prompts, each holding `cluster_size` expert episodes of one
     type, answered with the rule inducer's skill in the three-line form.
     """
@@ -119,7 +135,12 @@ def skill_demos(
         block = [procedure[task.task_type], *picked]
         return [block[i] for i in rng.permutation(len(block))]
 
+    def decoys_of(task: Task, goal: str) -> list[str]:
+        others = [t for t in types if t != task.task_type]
+        return [procedure[t] for t in rng.permutation(others)[: int(rng.integers(1, 3))]]
+
     demos = expert_demos(source, shown_tasks, history_length, skills=skills_of)
+    demos += expert_demos(source, decoys, history_length, skills=decoys_of)
     for _ in range(writing):
         t = types[int(rng.integers(len(types)))]
         group = by_type[t]

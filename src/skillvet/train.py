@@ -48,7 +48,7 @@ from skillvet.learner import compute_advantages, update
 from skillvet.policy.hf import Policy
 from skillvet.policy.models import build_tiny, chatml_text, resolve
 from skillvet.rollout import rollout
-from skillvet.sft import expert_demos, skill_demos, supervised
+from skillvet.sft import expert_demos, plain_and_decoy_tasks, skill_demos, supervised
 from skillvet.skills.sapo import SkillVetting
 
 
@@ -181,16 +181,12 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
     demo_tasks = [
         t for t in source.tasks(cfg.env.train_split) if not demo_types or t.task_type in demo_types
     ][: cfg.sft.tasks]
-    plain_rng = np.random.default_rng([cfg.run.seed, 6])
-    plain_tasks = [
-        t for t in demo_tasks
-        if t.task_type not in cfg.sft.skill_types or plain_rng.random() < cfg.sft.skill_types_plain
-    ]
+    plain_tasks, decoy_tasks = plain_and_decoy_tasks(demo_tasks, cfg.sft, cfg.run.seed)
     demos = expert_demos(source, plain_tasks, cfg.sampling.history_length) if cfg.sft.steps else []
-    if cfg.sft.steps and (cfg.sft.skills_share > 0 or cfg.sft.writing_demos > 0 or cfg.sft.skill_types):
+    if cfg.sft.steps and (cfg.sft.skills_share > 0 or cfg.sft.writing_demos > 0 or cfg.sft.skill_types or decoy_tasks):
         demos += skill_demos(source, demo_tasks, cfg.sft.skills_share, cfg.sft.writing_demos,
                              cfg.skills.cluster_size, cfg.sampling.history_length, cfg.run.seed,
-                             skill_types=cfg.sft.skill_types)
+                             skill_types=cfg.sft.skill_types, decoys=decoy_tasks)
     if cfg.model.name == "tiny":
         texts_demos = demos or expert_demos(
             source, source.tasks(cfg.env.train_split)[: cfg.model.tiny.tokenizer_tasks], cfg.sampling.history_length
