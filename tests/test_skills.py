@@ -346,7 +346,7 @@ def test_decoy_demos_show_only_other_types_skills_and_the_plain_expert_actions()
     assert [d.answer for d in demos] == [d.answer for d in plain]
 
 
-def test_plain_and_decoy_tasks_keep_skill_types_out_of_decoys():
+def test_plain_and_decoy_tasks_follow_their_shares():
     from skillvet.config import HouseholdConfig, SftConfig
     from skillvet.envs.household import HouseholdSource
     from skillvet.sft import plain_and_decoy_tasks
@@ -354,10 +354,13 @@ def test_plain_and_decoy_tasks_keep_skill_types_out_of_decoys():
     tasks = HouseholdSource(HouseholdConfig(), max_steps=20).tasks("train")[:600]
     heat = "pick_heat_then_place"
     n_heat = sum(t.task_type == heat for t in tasks)
-    cfg = SftConfig(skill_types=[heat], skill_types_plain=0.5, decoy_share=1.0)
-    plain, decoys = plain_and_decoy_tasks(tasks, cfg, seed=0)
+    plain, decoys = plain_and_decoy_tasks(tasks, SftConfig(skill_types=[heat], skill_types_plain=0.5), seed=0)
     plain_heat = [t for t in plain if t.task_type == heat]
     assert 0.3 * n_heat < len(plain_heat) < 0.7 * n_heat  # about half of the skill type is also shown plain
     assert [t for t in plain if t.task_type != heat] == [t for t in tasks if t.task_type != heat]
-    assert decoys == [t for t in plain if t.task_type != heat]  # share 1: every plain task outside the skill type
+    assert decoys == []
+    _, decoys = plain_and_decoy_tasks(tasks, SftConfig(skill_types=[heat], skill_types_plain=0.5, decoy_share=1.0), 0)
+    assert decoys == plain  # share 1: every task shown plain is also shown with a decoy block
+    _, decoys = plain_and_decoy_tasks(tasks, SftConfig(decoy_share=0.25), seed=0)
+    assert 0.15 * len(tasks) < len(decoys) < 0.35 * len(tasks)
     assert plain_and_decoy_tasks(tasks, SftConfig(), seed=0) == (list(tasks), [])

@@ -296,7 +296,7 @@ class SftConfig:
     skill_types_plain: float = 0.0
     """Share of the `skill_types` tasks also demonstrated without a skills block (0: those types are known only through their skill)."""
     decoy_share: float = 0.0
-    """Share of the tasks demonstrated without a skills block (`skill_types` excepted) that are also demonstrated with a block of one or two procedures of other types only (the expert acts the same), so that a block without the task's skill is neutral."""
+    """Share of the tasks demonstrated without a skills block that are also demonstrated with a block of one or two procedures of other types only (the expert acts the same), so that a block without the task's skill is neutral."""
     writing_demos: int = 0
     """Demonstrations of skill writing: an induction prompt (K expert episodes of one type) answered with the rule inducer's skill, so the policy starts out able to write skills."""
 

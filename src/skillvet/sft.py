@@ -67,14 +67,12 @@ def expert_demos(
 
 def plain_and_decoy_tasks(tasks: Sequence[Task], cfg: SftConfig, seed: int) -> tuple[list[Task], list[Task]]:
     """The demonstration tasks replayed without a skills block (every task outside
-    `cfg.skill_types`, and a `cfg.skill_types_plain` share of those inside), and the ones among
-    them also replayed with a decoy block (a `cfg.decoy_share` of those outside `cfg.skill_types`:
-    a skill type shown with a block that lacks its procedure would teach the model to act on it
-    without reading the block)."""
+    `cfg.skill_types`, and a `cfg.skill_types_plain` share of those inside), and the
+    `cfg.decoy_share` of them also replayed with a decoy block (other types' procedures only)."""
     plain_rng = np.random.default_rng([seed, 6])
     plain = [t for t in tasks if t.task_type not in cfg.skill_types or plain_rng.random() < cfg.skill_types_plain]
     decoy_rng = np.random.default_rng([seed, 7])
-    decoys = [t for t in plain if t.task_type not in cfg.skill_types and decoy_rng.random() < cfg.decoy_share]
+    decoys = [t for t in plain if decoy_rng.random() < cfg.decoy_share]
     return plain, decoys
 
 
