@@ -167,9 +167,6 @@ def test_anchor_is_the_state_not_the_text(source):
 
 @pytest.mark.parametrize("mode", ["search", "explore"])
 def test_searching_experts_win_without_reading_hidden_state(mode):
-    from skillvet.config import HouseholdConfig
-    from skillvet.envs.household import HouseholdSource
-
     source = HouseholdSource(HouseholdConfig(expert=mode), max_steps=40)
     oracle = HouseholdSource(HouseholdConfig(expert="oracle"), max_steps=40)
     longer = 0

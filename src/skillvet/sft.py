@@ -127,15 +127,17 @@ def skill_demos(
     types = sorted(procedure)
     shown_tasks = [t for t in tasks if rng.random() < share or t.task_type in skill_types]
 
-    def skills_of(task: Task, goal: str) -> list[str]:
+    def other_procedures(task: Task, at_least: int) -> list[str]:
+        """`at_least` to two procedures of types other than the task's, in random order."""
         others = [t for t in types if t != task.task_type]
-        picked = [procedure[t] for t in rng.permutation(others)[: int(rng.integers(0, 3))]] if others else []
-        block = [procedure[task.task_type], *picked]
+        return [procedure[t] for t in rng.permutation(others)[: int(rng.integers(at_least, 3))]] if others else []
+
+    def skills_of(task: Task, goal: str) -> list[str]:
+        block = [procedure[task.task_type], *other_procedures(task, 0)]
         return [block[i] for i in rng.permutation(len(block))]
 
     def decoys_of(task: Task, goal: str) -> list[str]:
-        others = [t for t in types if t != task.task_type]
-        return [procedure[t] for t in rng.permutation(others)[: int(rng.integers(1, 3))]]
+        return other_procedures(task, 1)
 
     demos = expert_demos(source, shown_tasks, history_length, skills=skills_of)
     demos += expert_demos(source, decoys, history_length, skills=decoys_of)
