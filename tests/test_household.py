@@ -195,3 +195,34 @@ def test_explore_expert_orders_its_search_by_the_task_seed():
     world, goal = generate(tasks[0].task_type, int(tasks[0].id), source.cfg)
     with pytest.raises(ValueError, match="unknown household expert"):
         expert_plan(world, goal, mode="serch")
+
+
+@pytest.mark.parametrize("expert", ["oracle", "search"])
+def test_a_second_heater_gives_heating_two_correct_procedures(expert):
+    heat = "pick_heat_then_place"
+    two = HouseholdSource(HouseholdConfig(expert=expert, heat_appliances=["microwave", "stoveburner"]), max_steps=40)
+    one = HouseholdSource(HouseholdConfig(expert=expert), max_steps=40)
+    used = set()
+    for task in [t for t in two.tasks("train") if t.task_type == heat][:40]:
+        results = play(two.make(task), two.expert(task))
+        assert results[-1].won and all(r.action_valid for r in results[1:])
+        heating = [a for a in two.expert(task) if a.startswith("heat ")]
+        used.add(heating[0].split(" with ")[1].rsplit(" ", 1)[0])
+        goal = generate(heat, int(task.id), two.cfg)[1]
+        assert goal.target not in ("microwave", "stoveburner")  # never delivered into a heater
+        # ALFWorld's rule by default: heating only at the microwave
+        assert all(" with microwave" in a for a in one.expert(task) if a.startswith("heat "))
+    assert used == {"microwave", "stoveburner"}  # the seed picks the appliance, both occur
+
+
+def test_heating_at_the_stove_is_admissible_only_when_configured():
+    for heaters, admissible in ((["microwave"], False), (["microwave", "stoveburner"], True)):
+        world, _goal = generate("pick_heat_then_place", 3, HouseholdConfig(heat_appliances=heaters))
+        world.holding = next(iter(world.otype))
+        world.location.pop(world.holding)
+        world.at = next(r for r in world.receptacles if world.rtype[r] == "stoveburner")
+        assert any(a.startswith("heat ") for a in admissible_actions(world)) is admissible
+    with pytest.raises(ConfigError, match="heat_appliances"):
+        HouseholdConfig(heat_appliances=["fridge"])
+    with pytest.raises(ConfigError, match="heat_appliances"):
+        HouseholdConfig(heat_appliances=[])

@@ -346,6 +346,34 @@ def test_decoy_demos_show_only_other_types_skills_and_the_plain_expert_actions()
     assert [d.answer for d in demos] == [d.answer for d in plain]
 
 
+def test_own_procedure_blocks_name_the_heater_the_expert_uses():
+    import re
+
+    from skillvet.config import HouseholdConfig
+    from skillvet.envs.household import HouseholdSource
+    from skillvet.sft import skill_demos
+
+    source = HouseholdSource(HouseholdConfig(heat_appliances=["microwave", "stoveburner"]), max_steps=30)
+    heat = "pick_heat_then_place"
+    tasks = [t for t in source.tasks("train") if t.task_type == heat][:40]
+
+    def pairs(own: bool) -> list[tuple[str, list[str]]]:
+        """(the appliance the expert heats at, the appliances the block's heat skill names) per heating step."""
+        demos = skill_demos(source, tasks, share=0.0, writing=0, cluster_size=4, history_length=2, seed=0,
+                            skill_types=[heat], own_procedure=own)
+        return [
+            (re.search(r" with (\w+)", d.answer).group(1), re.findall(r"heat X with (\w+)", d.prompt))
+            for d in demos if d.answer.startswith("<action>heat ")
+        ]
+
+    own = pairs(True)
+    assert len(own) == len(tasks) and {a for a, _ in own} == {"microwave", "stoveburner"}
+    assert all(named == [used] for used, named in own)  # the block says where the expert heats
+    type_wide = pairs(False)
+    assert len({tuple(named) for _, named in type_wide}) == 1  # one procedure for the type
+    assert any(named != [used] for used, named in type_wide)  # which the expert often does not follow
+
+
 def test_plain_and_decoy_tasks_follow_their_shares():
     from skillvet.config import HouseholdConfig, SftConfig
     from skillvet.envs.household import HouseholdSource

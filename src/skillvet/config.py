@@ -109,6 +109,8 @@ class HouseholdConfig:
     """Task types of the train split; leave some out to test transfer to unseen types."""
     eval_types: list[str] = field(default_factory=lambda: list(TASK_TYPES))
     """Task types of the eval split."""
+    heat_appliances: list[str] = field(default_factory=lambda: ["microwave"])
+    """Kitchen receptacle types at which an object can be heated (ALFWorld: the microwave only). With more than one, such as [microwave, stoveburner], heating has more than one correct procedure, and the expert of each heat task uses one drawn from its seed."""
     expert: HouseholdExpert = "search"
     """Expert for checks and warm starts: "oracle" reads hidden state and goes straight to the object; "search" sees only what an agent sees and searches receptacles in alphabetical order; "explore" sees the same and searches them in a random order (seeded by the task)."""
 
@@ -120,6 +122,13 @@ class HouseholdConfig:
             self.train_tasks >= 0 and self.eval_tasks >= 0,
             "env.household",
             "task counts must be >= 0",
+        )
+        _require(
+            bool(self.heat_appliances)
+            and set(self.heat_appliances) <= {"microwave", "stoveburner"}
+            and len(set(self.heat_appliances)) == len(self.heat_appliances),
+            "env.household.heat_appliances",
+            "must name microwave, stoveburner or both, once each",
         )
         for key in ("train_types", "eval_types"):
             types = getattr(self, key)
@@ -297,6 +306,8 @@ class SftConfig:
     """Share of the `skill_types` tasks also demonstrated without a skills block (0: those types are known only through their skill)."""
     decoy_share: float = 0.0
     """Share of the tasks demonstrated without a skills block that are also demonstrated with a block of one or two procedures of other types only (the expert acts the same), so that a block without the task's skill is neutral."""
+    own_procedure: bool = False
+    """Skills blocks show the procedure of the task's own expert episode (the rule inducer's, from episodes of its type whose steps that episode also takes) instead of the type's most frequent one. Where a type can be done more than one way (env.household.heat_appliances), the block is then the only thing that tells the model which, so it learns to act on what a skill says."""
     writing_demos: int = 0
     """Demonstrations of skill writing: an induction prompt (K expert episodes of one type) answered with the rule inducer's skill, so the policy starts out able to write skills."""
 

@@ -20,7 +20,7 @@ from skillvet.config import SftConfig
 from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
 from skillvet.prompts import Turn, build_prompt
-from skillvet.skills.induce import Attempt, induction_prompt, rule_skill
+from skillvet.skills.induce import Attempt, goal_slots, induction_prompt, procedure, rule_skill
 from skillvet.types import Task
 
 
@@ -104,15 +104,20 @@ def skill_demos(
     seed: int,
     skill_types: Sequence[str] = (),
     decoys: Sequence[Task] = (),
+    own_procedure: bool = False,
 ) -> list[Demo]:
     """Demonstrations that teach reading and writing skills.
 
     Reading: a `share` of `tasks`, and every task of `skill_types`, is replayed with a skills
     block holding the rule inducer's procedure for the task's type (induced from the expert
     episodes of `cluster_size` other tasks of that type) among up to two procedures of other
-    types, in random order. Each task of `decoys` is replayed with a block of one or two
-    procedures of other types only: the expert acts as it would without a block, so a block
-    that holds no skill for the task teaches the model nothing to do.
+    types, in random order. With `own_procedure`, the task's procedure is instead induced from
+    the expert episodes of its type whose steps other than walking (in general form) its own
+    episode also takes: where a type can be done more than one way, the block then shows the
+    way the expert goes, and nothing else in the prompt says which. Each task of `decoys` is
+    replayed with a block of one or two procedures of other types only: the expert acts as it
+    would without a block, so a block that holds no skill for the task teaches the model
+    nothing to do.
     Writing: `writing` induction prompts, each holding `cluster_size` expert episodes of one
     type, answered with the rule inducer's skill in the three-line form.
     """
@@ -121,19 +126,31 @@ def skill_demos(
     by_type: dict[str, list[Attempt]] = {}
     for task, attempt in zip(tasks, attempts):
         by_type.setdefault(task.task_type, []).append(attempt)
-    procedure = {
+    type_procedure = {
         t: rule_skill([a for a in group if a.won][:cluster_size] or group[:1], t).text() for t, group in by_type.items()
     }
-    types = sorted(procedure)
+    types = sorted(type_procedure)
+    steps = {  # what each expert episode does, walking aside
+        a.task_id: {s for s in procedure(a.actions, *goal_slots(a.goal)) if not s.startswith("go to")} for a in attempts
+    }
+
+    def procedure_of(task: Task) -> str:
+        if not own_procedure:
+            return type_procedure[task.task_type]
+        fitting = [
+            a for a in by_type[task.task_type] if a.won and a.task_id != task.id and steps[a.task_id] <= steps[task.id]
+        ]
+        return rule_skill(fitting[:cluster_size], task.task_type).text() if fitting else type_procedure[task.task_type]
+
     shown_tasks = [t for t in tasks if rng.random() < share or t.task_type in skill_types]
 
     def other_procedures(task: Task, at_least: int) -> list[str]:
         """`at_least` to two procedures of types other than the task's, in random order."""
         others = [t for t in types if t != task.task_type]
-        return [procedure[t] for t in rng.permutation(others)[: int(rng.integers(at_least, 3))]] if others else []
+        return [type_procedure[t] for t in rng.permutation(others)[: int(rng.integers(at_least, 3))]] if others else []
 
     def skills_of(task: Task, goal: str) -> list[str]:
-        block = [procedure[task.task_type], *other_procedures(task, 0)]
+        block = [procedure_of(task), *other_procedures(task, 0)]
         return [block[i] for i in rng.permutation(len(block))]
 
     def decoys_of(task: Task, goal: str) -> list[str]:

@@ -8,6 +8,8 @@ disjoint seed ranges and may hold out whole task types.
 
 Simplifications against ALFWorld: heat, cool and clean work on any held object at the right
 appliance (as ALFWorld lets you type them), objects cannot be sliced, and there is one room.
+One extension: `heat_appliances` may name more receptacle types than the microwave (say the
+stove burner), so that heating has more than one correct procedure.
 """
 
 from __future__ import annotations
@@ -277,6 +279,8 @@ class World:
     """Object -> the receptacle it is in; a held object has no entry."""
     otype: dict[str, str]
     lamp_at: str | None
+    heaters: tuple[str, ...] = ("microwave",)
+    """Receptacle types at which a held object can be heated."""
     at: str | None = None
     holding: str | None = None
     props: dict[str, set[str]] = field(default_factory=dict)
@@ -292,6 +296,7 @@ class World:
             location=dict(self.location),
             otype=self.otype,
             lamp_at=self.lamp_at,
+            heaters=self.heaters,
             at=self.at,
             holding=self.holding,
             props={o: set(p) for o, p in self.props.items()},
@@ -326,7 +331,7 @@ def _try_generate(
     task_type: str, rng: random.Random, cfg: HouseholdConfig
 ) -> tuple[World, Goal] | None:
     kind = rng.choice(_rooms_for(task_type))
-    appliance = APPLIANCE.get(task_type, (None,))[0]
+    appliances = set(cfg.heat_appliances) if task_type == "pick_heat_then_place" else {APPLIANCE.get(task_type, (None,))[0]}
     needs_lamp = task_type == "look_at_obj_in_light"
 
     # Receptacle types: staples, then random extras up to the room size.
@@ -354,7 +359,7 @@ def _try_generate(
     homes = [h for h in kind.objects[obj] if h in present]
     target = None
     if not needs_lamp:
-        targets = [h for h in homes if h != appliance]
+        targets = [h for h in homes if h not in appliances]
         if not targets:
             return None
         target = rng.choice(targets)
@@ -378,6 +383,7 @@ def _try_generate(
         location={},
         otype={},
         lamp_at=None,
+        heaters=tuple(cfg.heat_appliances),
     )
     numbers: dict[str, int] = {}
 
@@ -453,11 +459,11 @@ def admissible_actions(w: World) -> list[str]:
             if visible:
                 acts.append(f"move {o} to {r}")
             kind = w.rtype[r]
-            if kind == "microwave":
+            if kind in w.heaters:
                 acts.append(f"heat {o} with {r}")
-            elif kind == "fridge":
+            if kind == "fridge":
                 acts.append(f"cool {o} with {r}")
-            elif kind == "sinkbasin":
+            if kind == "sinkbasin":
                 acts.append(f"clean {o} with {r}")
     if w.holding is not None:
         acts.append(f"examine {w.holding}")
@@ -560,6 +566,7 @@ def expert_plan(world: World, goal: Goal, mode: HouseholdExpert = "oracle", seed
     admissible "go to" actions (alphabetical); "explore" in a random order drawn from `seed`
     for each object it looks for, so that from where it stands its next place is any one it has
     not yet seen, all alike: a memoryless policy imitates it by going anywhere else.
+    Where more than one appliance type heats, each task's plan heats at one drawn from `seed`.
     """
     if mode not in get_args(HouseholdExpert):
         raise ValueError(f"unknown household expert {mode!r}: use one of {', '.join(get_args(HouseholdExpert))}")
@@ -584,6 +591,7 @@ def expert_plan(world: World, goal: Goal, mode: HouseholdExpert = "oracle", seed
         do(f"take {obj} from {r}")
 
     rng = random.Random(seed)
+    station = _station(w, goal, seed)
 
     def search_for(taken: set[str]) -> str:
         order = sorted(w.receptacles)
@@ -605,7 +613,7 @@ def expert_plan(world: World, goal: Goal, mode: HouseholdExpert = "oracle", seed
     )
     target_name = next((r for r in w.receptacles if w.rtype[r] == goal.target), None)
     if mode != "oracle":
-        return _search_plan(w, goal, plan, do, go, search_for)
+        return _search_plan(w, goal, plan, station, do, go, search_for)
     if goal.task_type == "look_at_obj_in_light":
         fetch(matching[0])
         go(w.lamp_at)  # type: ignore[arg-type]
@@ -616,15 +624,24 @@ def expert_plan(world: World, goal: Goal, mode: HouseholdExpert = "oracle", seed
     carry = matching[:2] if goal.task_type == "pick_two_obj_and_place" else matching[:1]
     for obj in carry:
         fetch(obj)
-        _treat_and_place(w, goal, obj, target, do, go)
+        _treat_and_place(w, goal, obj, target, station, do, go)
     return plan
 
 
-def _treat_and_place(w, goal, obj: str, target: str, do, go) -> None:
-    """With `obj` in hand: heat, cool or clean it when the task asks, then put it on `target`."""
-    if goal.task_type in APPLIANCE:
-        appliance, verb, _ = APPLIANCE[goal.task_type]
-        station = next(r for r in w.receptacles if w.rtype[r] == appliance)
+def _station(w: World, goal: Goal, seed: int) -> str | None:
+    """The receptacle at which the task's object is heated, cooled or cleaned (None: not needed)."""
+    if goal.task_type not in APPLIANCE:
+        return None
+    appliance = APPLIANCE[goal.task_type][0]
+    if goal.task_type == "pick_heat_then_place" and len(w.heaters) > 1:
+        appliance = random.Random(f"household:heater:{seed}").choice(w.heaters)
+    return next(r for r in w.receptacles if w.rtype[r] == appliance)
+
+
+def _treat_and_place(w, goal, obj: str, target: str, station: str | None, do, go) -> None:
+    """With `obj` in hand: heat, cool or clean it at `station` when the task asks, then put it on `target`."""
+    if station is not None:
+        verb = APPLIANCE[goal.task_type][1]
         if w.at != station:
             do(f"go to {station}")
         do(f"{verb} {obj} with {station}")
@@ -632,7 +649,7 @@ def _treat_and_place(w, goal, obj: str, target: str, do, go) -> None:
     do(f"move {obj} to {target}")
 
 
-def _search_plan(w, goal, plan, do, go, search_for) -> list[str]:
+def _search_plan(w, goal, plan, station, do, go, search_for) -> list[str]:
     if goal.task_type == "look_at_obj_in_light":
         search_for(set())
         go(w.lamp_at)
@@ -643,7 +660,7 @@ def _search_plan(w, goal, plan, do, go, search_for) -> list[str]:
     for _ in range(2 if goal.task_type == "pick_two_obj_and_place" else 1):
         obj = search_for(taken)
         taken.add(obj)
-        _treat_and_place(w, goal, obj, target, do, go)
+        _treat_and_place(w, goal, obj, target, station, do, go)
     return plan
 
 
