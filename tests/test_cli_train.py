@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -129,6 +132,14 @@ def test_skills_commands_list_show_export_import_and_vet(tmp_path, capsys):
                  "--base-skill", str(bank_file), "--tasks", "2", "--pairs", "1", "--max-steps", "3", "--json"]) == 0
     on_top = json.loads(capsys.readouterr().out)
     assert on_top["base_skills"] == ["Rinse. When: the task is to clean X. Procedure: go to sinkbasin; clean X with sinkbasin"]
+    shown = subprocess.run(
+        [sys.executable, "examples/heat_choices.py", str(out / "model-sft"), str(skill_file), "--tasks", "2",
+         "--max-steps", "3", "--show", "1", "--set", "household.heat_appliances=[microwave,stoveburner]"],
+        cwd=Path(__file__).parents[1], capture_output=True, text=True, check=True,
+    ).stdout.splitlines()
+    assert [line.split(":")[0] for line in shown if not line.startswith("  ")] == ["(no skill)", "skill.txt"]
+    assert all(" won " in line and "/2 " in line for line in shown if not line.startswith("  "))
+    assert sum(line.startswith(("  won | ", "  lost | ")) for line in shown) == 2  # one episode shown per skill
     skill_file.write_text("just some words")
     with pytest.raises(SystemExit, match="not a skill"):
         main(["skills", "vet", "--model", str(out / "model-sft"), "--env", "household", "--skill", str(skill_file)])
