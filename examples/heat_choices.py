@@ -44,7 +44,6 @@ for path in ["(no skill)", *args.skills]:
                    if re.match(r"(heat|cool|clean) \S+ \d+ with ", s.action or "")]
         first_treated[treated[0] if treated else "-"] += 1
     for episode in sorted(episodes, key=lambda e: e.group)[: args.show]:
-        goal = source.make(episode.task).reset().task
         actions = "; ".join(s.action or "(no action)" for s in episode.steps)
-        print(f"  {'won' if episode.won else 'lost'} | {goal} | {actions}")
+        print(f"  {'won' if episode.won else 'lost'} | {episode.goal} | {actions}")
     print(f"{Path(path).name}: won {sum(e.won for e in episodes)}/{len(episodes)} · treated first at {dict(first_treated.most_common())}")

@@ -130,8 +130,9 @@ def skill_demos(
         t: rule_skill([a for a in group if a.won][:cluster_size] or group[:1], t).text() for t, group in by_type.items()
     }
     types = sorted(type_procedure)
-    steps = {  # what each expert episode does, walking aside
-        a.task_id: {s for s in procedure(a.actions, *goal_slots(a.goal)) if not s.startswith("go to")} for a in attempts
+    steps = {  # what each expert episode does, walking aside (own_procedure only)
+        a.task_id: {s for s in procedure(a.actions, *goal_slots(a.goal)) if not s.startswith("go to")}
+        for a in (attempts if own_procedure else ())
     }
 
     def procedure_of(task: Task) -> str:

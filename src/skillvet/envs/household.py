@@ -246,6 +246,13 @@ GOALS = {
 }
 
 
+def _appliance_types(task_type: str, heaters: tuple[str, ...]) -> tuple[str, ...]:
+    """Receptacle types at which a task of this type treats its object (none for untreated types)."""
+    if task_type == "pick_heat_then_place":
+        return heaters
+    return (APPLIANCE[task_type][0],) if task_type in APPLIANCE else ()
+
+
 def _rooms_for(task_type: str) -> tuple[RoomKind, ...]:
     if task_type in ("pick_heat_then_place", "pick_cool_then_place"):
         return (KITCHEN,)
@@ -331,7 +338,7 @@ def _try_generate(
     task_type: str, rng: random.Random, cfg: HouseholdConfig
 ) -> tuple[World, Goal] | None:
     kind = rng.choice(_rooms_for(task_type))
-    appliances = set(cfg.heat_appliances) if task_type == "pick_heat_then_place" else {APPLIANCE.get(task_type, (None,))[0]}
+    appliances = _appliance_types(task_type, tuple(cfg.heat_appliances))
     needs_lamp = task_type == "look_at_obj_in_light"
 
     # Receptacle types: staples, then random extras up to the room size.
@@ -630,11 +637,10 @@ def expert_plan(world: World, goal: Goal, mode: HouseholdExpert = "oracle", seed
 
 def _station(w: World, goal: Goal, seed: int) -> str | None:
     """The receptacle at which the task's object is heated, cooled or cleaned (None: not needed)."""
-    if goal.task_type not in APPLIANCE:
+    kinds = _appliance_types(goal.task_type, w.heaters)
+    if not kinds:
         return None
-    appliance = APPLIANCE[goal.task_type][0]
-    if goal.task_type == "pick_heat_then_place" and len(w.heaters) > 1:
-        appliance = random.Random(f"household:heater:{seed}").choice(w.heaters)
+    appliance = kinds[0] if len(kinds) == 1 else random.Random(f"household:heater:{seed}").choice(kinds)
     return next(r for r in w.receptacles if w.rtype[r] == appliance)
 
 
