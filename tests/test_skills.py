@@ -328,6 +328,24 @@ def test_skill_types_are_demonstrated_only_with_their_procedure_in_the_prompt():
     assert len(demos) == sum(len(source.expert(t)) for t in heat_tasks)
 
 
+def test_other_skills_bounds_the_procedures_beside_the_tasks_own():
+    from skillvet.config import HouseholdConfig
+    from skillvet.envs.household import HouseholdSource
+    from skillvet.sft import skill_demos
+
+    source = HouseholdSource(HouseholdConfig(), max_steps=20)
+    tasks = source.tasks("train")[:36]
+
+    def block_sizes(other_skills: int) -> set[int]:
+        demos = skill_demos(source, tasks, share=1.0, writing=0, cluster_size=4, history_length=2, seed=0,
+                            other_skills=other_skills)
+        return {d.prompt.split("Skills that may help (use them when they apply):\n")[1].split("\n\n")[0].count("\n- ") + 1
+                for d in demos}
+
+    assert block_sizes(0) == {1}  # the task's own procedure alone
+    assert block_sizes(2) == {1, 2, 3}
+
+
 def test_decoy_demos_show_only_other_types_skills_and_the_plain_expert_actions():
     from skillvet.config import HouseholdConfig
     from skillvet.envs.household import HouseholdSource

@@ -308,6 +308,8 @@ class SftConfig:
     """Share of the tasks demonstrated without a skills block that are also demonstrated with a block of one or two procedures of other types only (the expert acts the same), so that a block without the task's skill is neutral."""
     own_procedure: bool = False
     """Skills blocks show the procedure of the task's own expert episode (the rule inducer's, from episodes of its type whose steps that episode also takes) instead of the type's most frequent one. Where a type can be done more than one way (env.household.heat_appliances), the block is then the only thing that tells the model which, so it learns to act on what a skill says."""
+    other_skills: int = 2
+    """Most procedures of other types shown beside the task's own in a skills block of a demonstration (0: the block holds the task's procedure alone, so what it names is what the expert does)."""
     writing_demos: int = 0
     """Demonstrations of skill writing: an induction prompt (K expert episodes of one type) answered with the rule inducer's skill, so the policy starts out able to write skills."""
 
@@ -315,6 +317,7 @@ class SftConfig:
         _require(self.steps >= 0, "sft.steps", "must be >= 0")
         _require(0.0 <= self.skills_share <= 1.0, "sft.skills_share", "must be in [0, 1]")
         _require(self.writing_demos >= 0, "sft.writing_demos", "must be >= 0")
+        _require(self.other_skills >= 0, "sft.other_skills", "must be >= 0")
         _require(0.0 <= self.skill_types_plain <= 1.0, "sft.skill_types_plain", "must be in [0, 1]")
         _require(0.0 <= self.decoy_share <= 1.0, "sft.decoy_share", "must be in [0, 1]")
         _require(self.tasks >= 1, "sft.tasks", "must be >= 1")

@@ -105,13 +105,14 @@ def skill_demos(
     skill_types: Sequence[str] = (),
     decoys: Sequence[Task] = (),
     own_procedure: bool = False,
+    other_skills: int = 2,
 ) -> list[Demo]:
     """Demonstrations that teach reading and writing skills.
 
     Reading: a `share` of `tasks`, and every task of `skill_types`, is replayed with a skills
     block holding the rule inducer's procedure for the task's type (induced from the expert
-    episodes of `cluster_size` other tasks of that type) among up to two procedures of other
-    types, in random order. With `own_procedure`, the task's procedure is instead induced from
+    episodes of `cluster_size` other tasks of that type) among up to `other_skills` procedures
+    of other types, in random order. With `own_procedure`, the task's procedure is instead induced from
     the expert episodes of its type whose steps other than walking (in general form) its own
     episode also takes: where a type can be done more than one way, the block then shows the
     way the expert goes, and nothing else in the prompt says which. Each task of `decoys` is
@@ -145,17 +146,17 @@ def skill_demos(
 
     shown_tasks = [t for t in tasks if rng.random() < share or t.task_type in skill_types]
 
-    def other_procedures(task: Task, at_least: int) -> list[str]:
-        """`at_least` to two procedures of types other than the task's, in random order."""
+    def other_procedures(task: Task, at_least: int, at_most: int) -> list[str]:
+        """`at_least` to `at_most` procedures of types other than the task's, in random order."""
         others = [t for t in types if t != task.task_type]
-        return [type_procedure[t] for t in rng.permutation(others)[: int(rng.integers(at_least, 3))]] if others else []
+        return [type_procedure[t] for t in rng.permutation(others)[: int(rng.integers(at_least, at_most + 1))]] if others else []
 
     def skills_of(task: Task, goal: str) -> list[str]:
-        block = [procedure_of(task), *other_procedures(task, 0)]
+        block = [procedure_of(task), *other_procedures(task, 0, other_skills)]
         return [block[i] for i in rng.permutation(len(block))]
 
     def decoys_of(task: Task, goal: str) -> list[str]:
-        return other_procedures(task, 1)
+        return other_procedures(task, 1, 2)
 
     demos = expert_demos(source, shown_tasks, history_length, skills=skills_of)
     demos += expert_demos(source, decoys, history_length, skills=decoys_of)
