@@ -346,6 +346,25 @@ def test_other_skills_bounds_the_procedures_beside_the_tasks_own():
     assert block_sizes(2) == {1, 2, 3}
 
 
+def test_other_types_limits_whose_procedures_other_tasks_are_shown():
+    from skillvet.config import HouseholdConfig
+    from skillvet.envs.household import HouseholdSource
+    from skillvet.sft import skill_demos
+
+    source = HouseholdSource(HouseholdConfig(), max_steps=20)
+    tasks = source.tasks("train")[:36]
+    heat = "pick_heat_then_place"
+    decoys = [t for t in tasks if t.task_type != heat]
+
+    def heat_skill_shown_elsewhere(other_types: list[str]) -> int:
+        demos = skill_demos(source, tasks, share=1.0, writing=0, cluster_size=4, history_length=2, seed=0,
+                            decoys=decoys, other_types=other_types)
+        return sum("heat X with microwave" in d.prompt for d in demos if d.task_type != heat)
+
+    assert heat_skill_shown_elsewhere([]) > 0
+    assert heat_skill_shown_elsewhere(["pick_and_place", "pick_cool_then_place"]) == 0
+
+
 def test_decoy_demos_show_only_other_types_skills_and_the_plain_expert_actions():
     from skillvet.config import HouseholdConfig
     from skillvet.envs.household import HouseholdSource

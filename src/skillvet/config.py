@@ -310,6 +310,8 @@ class SftConfig:
     """Skills blocks show the procedure of the task's own expert episode (the rule inducer's, from episodes of its type whose steps that episode also takes) instead of the type's most frequent one. Where a type can be done more than one way (env.household.heat_appliances), the block is then the only thing that tells the model which, so it learns to act on what a skill says."""
     other_skills: int = 2
     """Most procedures of other types shown beside the task's own in a skills block of a demonstration (0: the block holds the task's procedure alone, so what it names is what the expert does)."""
+    other_types: list[str] = field(default_factory=list)
+    """Task types whose procedures may be shown in a demonstration's skills block for a task of another type (beside its own, or as a decoy); empty: every demonstrated type. Leaving a type out means its procedure is only ever shown where the expert follows it."""
     writing_demos: int = 0
     """Demonstrations of skill writing: an induction prompt (K expert episodes of one type) answered with the rule inducer's skill, so the policy starts out able to write skills."""
 

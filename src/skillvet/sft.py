@@ -106,19 +106,22 @@ def skill_demos(
     decoys: Sequence[Task] = (),
     own_procedure: bool = False,
     other_skills: int = 2,
+    other_types: Sequence[str] = (),
 ) -> list[Demo]:
     """Demonstrations that teach reading and writing skills.
 
     Reading: a `share` of `tasks`, and every task of `skill_types`, is replayed with a skills
     block holding the rule inducer's procedure for the task's type (induced from the expert
     episodes of `cluster_size` other tasks of that type) among up to `other_skills` procedures
-    of other types, in random order. With `own_procedure`, the task's procedure is instead induced from
-    the expert episodes of its type whose steps other than walking (in general form) its own
-    episode also takes: where a type can be done more than one way, the block then shows the
-    way the expert goes, and nothing else in the prompt says which. Each task of `decoys` is
-    replayed with a block of one or two procedures of other types only: the expert acts as it
-    would without a block, so a block that holds no skill for the task teaches the model
-    nothing to do.
+    of other types, in random order. With `own_procedure`, the task's procedure is instead
+    induced from the expert episodes of its type whose steps other than walking (in general
+    form) its own episode also takes: where a type can be done more than one way, the block
+    then shows the way the expert goes, and nothing else in the prompt says which. Each task of
+    `decoys` is replayed with a block of one or two procedures of other types only: the expert
+    acts as it would without a block, so a block that holds no skill for the task teaches the
+    model nothing to do. `other_types`, when given, limits the types whose procedures are shown
+    for tasks of another type (beside their own, or as decoys): a type left out has its
+    procedure shown only where the expert follows it.
     Writing: `writing` induction prompts, each holding `cluster_size` expert episodes of one
     type, answered with the rule inducer's skill in the three-line form.
     """
@@ -148,7 +151,7 @@ def skill_demos(
 
     def other_procedures(task: Task, at_least: int, at_most: int) -> list[str]:
         """`at_least` to `at_most` procedures of types other than the task's, in random order."""
-        others = [t for t in types if t != task.task_type]
+        others = [t for t in types if t != task.task_type and (not other_types or t in other_types)]
         return [type_procedure[t] for t in rng.permutation(others)[: int(rng.integers(at_least, at_most + 1))]] if others else []
 
     def skills_of(task: Task, goal: str) -> list[str]:

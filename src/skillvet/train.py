@@ -187,7 +187,8 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
         demos += skill_demos(source, demo_tasks, cfg.sft.skills_share, cfg.sft.writing_demos,
                              cfg.skills.cluster_size, cfg.sampling.history_length, cfg.run.seed,
                              skill_types=cfg.sft.skill_types, decoys=decoy_tasks,
-                             own_procedure=cfg.sft.own_procedure, other_skills=cfg.sft.other_skills)
+                             own_procedure=cfg.sft.own_procedure, other_skills=cfg.sft.other_skills,
+                             other_types=cfg.sft.other_types)
     if cfg.model.name == "tiny":
         texts_demos = demos or expert_demos(
             source, source.tasks(cfg.env.train_split)[: cfg.model.tiny.tokenizer_tasks], cfg.sampling.history_length
