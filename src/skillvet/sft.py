@@ -149,9 +149,11 @@ def skill_demos(
 
     shown_tasks = [t for t in tasks if rng.random() < share or t.task_type in skill_types]
 
+    showable = [t for t in types if not other_types or t in other_types]  # on other types' tasks
+
     def other_procedures(task: Task, at_least: int, at_most: int) -> list[str]:
         """`at_least` to `at_most` procedures of types other than the task's, in random order."""
-        others = [t for t in types if t != task.task_type and (not other_types or t in other_types)]
+        others = [t for t in showable if t != task.task_type]
         return [type_procedure[t] for t in rng.permutation(others)[: int(rng.integers(at_least, at_most + 1))]] if others else []
 
     def skills_of(task: Task, goal: str) -> list[str]:
