@@ -365,6 +365,17 @@ def test_other_types_limits_whose_procedures_other_tasks_are_shown():
     assert heat_skill_shown_elsewhere(["pick_and_place", "pick_cool_then_place"]) == 0
 
 
+def test_a_misspelt_demonstration_type_is_an_error_not_a_silent_omission():
+    from skillvet.config import SftConfig
+    from skillvet.sft import check_task_types
+
+    known = ["pick_and_place", "pick_heat_then_place"]
+    check_task_types(SftConfig(types=known, skill_types=["pick_heat_then_place"]), known, "train")
+    for key in ("types", "skill_types", "other_types"):
+        with pytest.raises(ValueError, match=rf"sft\.{key}: \['pick_heat_then_plce'\]"):
+            check_task_types(SftConfig(**{key: ["pick_heat_then_plce"]}), known, "train")
+
+
 def test_decoy_demos_show_only_other_types_skills_and_the_plain_expert_actions():
     from skillvet.config import HouseholdConfig
     from skillvet.envs.household import HouseholdSource

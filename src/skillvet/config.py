@@ -312,6 +312,8 @@ class SftConfig:
     """Most procedures of other types shown beside the task's own in a skills block of a demonstration (0: the block holds the task's procedure alone, so what it names is what the expert does)."""
     other_types: list[str] = field(default_factory=list)
     """Task types whose procedures may be shown in a demonstration's skills block for a task of another type (beside its own, or as a decoy); empty: every demonstrated type. Leaving a type out means its procedure is only ever shown where the expert follows it."""
+    save_every: int = 0
+    """Also save the model every N SFT steps, as model-sft-stepN in the run directory (0: only at the end, as model-sft). The learning-rate schedule is that of the whole run, so a snapshot is not the model a shorter run would make."""
     writing_demos: int = 0
     """Demonstrations of skill writing: an induction prompt (K expert episodes of one type) answered with the rule inducer's skill, so the policy starts out able to write skills."""
 
@@ -320,6 +322,7 @@ class SftConfig:
         _require(0.0 <= self.skills_share <= 1.0, "sft.skills_share", "must be in [0, 1]")
         _require(self.writing_demos >= 0, "sft.writing_demos", "must be >= 0")
         _require(self.other_skills >= 0, "sft.other_skills", "must be >= 0")
+        _require(self.save_every >= 0, "sft.save_every", "must be >= 0")
         _require(0.0 <= self.skill_types_plain <= 1.0, "sft.skill_types_plain", "must be in [0, 1]")
         _require(0.0 <= self.decoy_share <= 1.0, "sft.decoy_share", "must be in [0, 1]")
         _require(self.tasks >= 1, "sft.tasks", "must be >= 1")

@@ -65,6 +65,15 @@ def expert_demos(
     return demos
 
 
+def check_task_types(cfg: SftConfig, known: Sequence[str], split: str) -> None:
+    """Raise if `sft.types`, `sft.skill_types` or `sft.other_types` names a type that `split`
+    does not have (a misspelt type would otherwise be left out without a word)."""
+    for key in ("types", "skill_types", "other_types"):
+        unknown = sorted(set(getattr(cfg, key)) - set(known))
+        if unknown:
+            raise ValueError(f"sft.{key}: {unknown} are not task types of the {split} split; it has {sorted(set(known))}")
+
+
 def plain_and_decoy_tasks(tasks: Sequence[Task], cfg: SftConfig, seed: int) -> tuple[list[Task], list[Task]]:
     """The demonstration tasks replayed without a skills block (every task outside
     `cfg.skill_types`, and a `cfg.skill_types_plain` share of those inside), and the

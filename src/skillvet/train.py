@@ -48,7 +48,13 @@ from skillvet.learner import compute_advantages, update
 from skillvet.policy.hf import Policy
 from skillvet.policy.models import build_tiny, chatml_text, resolve
 from skillvet.rollout import rollout
-from skillvet.sft import expert_demos, plain_and_decoy_tasks, skill_demos, supervised
+from skillvet.sft import (
+    check_task_types,
+    expert_demos,
+    plain_and_decoy_tasks,
+    skill_demos,
+    supervised,
+)
 from skillvet.skills.sapo import SkillVetting
 
 
@@ -177,10 +183,11 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
     save_config(cfg, path / "config.yaml")
     source = make_source(cfg.env)
     torch.manual_seed(cfg.run.seed)
+    train_tasks = source.tasks(cfg.env.train_split)
+    if cfg.sft.steps:
+        check_task_types(cfg.sft, [t.task_type for t in train_tasks], cfg.env.train_split)
     demo_types = set(cfg.sft.types)
-    demo_tasks = [
-        t for t in source.tasks(cfg.env.train_split) if not demo_types or t.task_type in demo_types
-    ][: cfg.sft.tasks]
+    demo_tasks = [t for t in train_tasks if not demo_types or t.task_type in demo_types][: cfg.sft.tasks]
     plain_tasks, decoy_tasks = plain_and_decoy_tasks(demo_tasks, cfg.sft, cfg.run.seed)
     demos = expert_demos(source, plain_tasks, cfg.sampling.history_length) if cfg.sft.steps else []
     if cfg.sft.steps and (cfg.sft.skills_share > 0 or cfg.sft.writing_demos > 0 or cfg.sft.skill_types or decoy_tasks):
@@ -209,6 +216,8 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
                 bar.set_postfix(loss=f"{loss:.3f}")
                 if step % 25 == 0 or step == cfg.sft.steps - 1:
                     append_jsonl(path / "sft.jsonl", {"step": step, "loss": loss})
+                if cfg.sft.save_every and (step + 1) % cfg.sft.save_every == 0 and step + 1 < cfg.sft.steps:
+                    policy.save(path / f"model-sft-step{step + 1}")
 
             losses = supervised(policy, demos, cfg.sft, cfg.run.seed, on_step=on_step)
         _say(run, f"warm start done: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
