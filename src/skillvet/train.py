@@ -198,7 +198,7 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
                              other_types=cfg.sft.other_types)
     if cfg.model.name == "tiny":
         texts_demos = demos or expert_demos(
-            source, source.tasks(cfg.env.train_split)[: cfg.model.tiny.tokenizer_tasks], cfg.sampling.history_length
+            source, train_tasks[: cfg.model.tiny.tokenizer_tasks], cfg.sampling.history_length
         )
         texts = [chatml_text(d.prompt, d.answer) for d in texts_demos[: 50 * cfg.model.tiny.tokenizer_tasks]]
         base = str(build_tiny(texts, cfg.model.tiny, path / "model-init", cfg.run.seed))
