@@ -371,7 +371,7 @@ def test_a_misspelt_demonstration_type_is_an_error_not_a_silent_omission():
 
     known = ["pick_and_place", "pick_heat_then_place"]
     check_task_types(SftConfig(types=known, skill_types=["pick_heat_then_place"]), known, "train")
-    for key in ("types", "skill_types", "other_types"):
+    for key in ("types", "skill_types", "other_types", "decoy_types"):
         with pytest.raises(ValueError, match=rf"sft\.{key}: \['pick_heat_then_plce'\]"):
             check_task_types(SftConfig(**{key: ["pick_heat_then_plce"]}), known, "train")
 
@@ -392,6 +392,62 @@ def test_decoy_demos_show_only_other_types_skills_and_the_plain_expert_actions()
     assert all("Skills that may help" in d.prompt for d in demos)
     assert not any("heat X with microwave" in d.prompt for d in demos)  # never the task's own skill
     assert [d.answer for d in demos] == [d.answer for d in plain]
+
+
+def test_the_decoy_pool_holds_varied_procedures_of_each_type_and_decoys_never_the_tasks_own():
+    from skillvet.config import HouseholdConfig
+    from skillvet.envs.household import HouseholdSource
+    from skillvet.sft import decoy_pool, expert_demos, skill_demos
+
+    source = HouseholdSource(HouseholdConfig(), max_steps=30)
+    tasks = source.tasks("train")
+    heat, cool = "pick_heat_then_place", "pick_cool_then_place"
+    pool = decoy_pool(source, [t for t in tasks if t.task_type != heat], per_type=5, cluster_size=3)
+    assert sorted(pool) == sorted({t.task_type for t in tasks} - {heat})
+    assert all(1 <= len(p) <= 5 for p in pool.values())
+    assert any(len(p) > 1 for p in pool.values())  # clusters differ in what they write
+    assert all("cool X with fridge" in p for p in pool[cool])
+    shown = [t for t in tasks if t.task_type == cool][:12]
+    demos = skill_demos(source, tasks[:0], share=0.0, writing=0, cluster_size=3, history_length=2, seed=0,
+                        decoys=shown, decoy_procedures=pool)
+    assert [d.answer for d in demos] == [d.answer for d in expert_demos(source, shown, history_length=2)]
+    blocks = {d.prompt.split("Skills that may help")[1].split("\n\n")[0] for d in demos}
+    assert len(blocks) > 3  # decoy blocks vary from task to task
+    assert not any("cool X with fridge" in d.prompt for d in demos)  # never the task's own type
+    pooled = {p for ps in pool.values() for p in ps}
+    assert all(any(p in d.prompt for p in pooled) for d in demos)
+
+
+def test_foreign_decoys_are_skills_of_made_up_words_that_parse_like_any_other():
+    import numpy as np
+
+    from skillvet.config import HouseholdConfig
+    from skillvet.envs.household import HouseholdSource
+    from skillvet.sft import decoy_pool, foreign_skill, skill_demos
+    from skillvet.skills.text import parse_skill
+
+    rng = np.random.default_rng(0)
+    foreign = [foreign_skill(rng) for _ in range(50)]
+    assert len(set(foreign)) == 50
+    for text in foreign:
+        title, rest = text.split(". When: ")
+        when, procedure = rest.split(". Procedure: ")
+        skill = parse_skill(f"Title: {title}\nWhen: {when}\nProcedure: {procedure}")
+        assert skill.text() == text and 3 <= len(procedure.split("; ")) <= 6
+    source = HouseholdSource(HouseholdConfig(), max_steps=30)
+    tasks = source.tasks("train")
+    pool = decoy_pool(source, tasks, per_type=2, cluster_size=3)
+    shown = [t for t in tasks if t.task_type == "pick_and_place"][:10]
+
+    def foreign_share(share: float) -> float:
+        demos = skill_demos(source, [], share=0.0, writing=0, cluster_size=3, history_length=2, seed=1,
+                            decoys=shown, decoy_procedures=pool, foreign_share=share)
+        pooled = [any(p in d.prompt for ps in pool.values() for p in ps) for d in demos]
+        return 1 - sum(pooled) / len(pooled)
+
+    assert foreign_share(0.0) == 0.0
+    assert foreign_share(1.0) == 1.0
+    assert 0.0 < foreign_share(0.5) < 1.0
 
 
 def test_own_procedure_blocks_name_the_heater_the_expert_uses():

@@ -10,7 +10,7 @@ learns the format it will be asked in.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,9 +66,9 @@ def expert_demos(
 
 
 def check_task_types(cfg: SftConfig, known: Sequence[str], split: str) -> None:
-    """Raise if `sft.types`, `sft.skill_types` or `sft.other_types` names a type that `split`
+    """Raise if `sft.types`, `sft.skill_types`, `sft.other_types` or `sft.decoy_types` names a type that `split`
     does not have (a misspelt type would otherwise be left out without a word)."""
-    for key in ("types", "skill_types", "other_types"):
+    for key in ("types", "skill_types", "other_types", "decoy_types"):
         unknown = sorted(set(getattr(cfg, key)) - set(known))
         if unknown:
             raise ValueError(f"sft.{key}: {unknown} are not task types of the {split} split; it has {sorted(set(known))}")
@@ -103,6 +103,39 @@ def expert_attempts(source: TaskSource, tasks: Sequence[Task]) -> list[Attempt]:
     return out
 
 
+def decoy_pool(source: TaskSource, tasks: Sequence[Task], per_type: int, cluster_size: int) -> dict[str, list[str]]:
+    """Up to `per_type` procedures of each type of `tasks`, each induced by the rule inducer from
+    a different cluster of `cluster_size` won expert episodes of that type (the first tasks of
+    each type), so that decoy blocks vary in wording as the skills of a bank do."""
+    by_type: dict[str, list[Task]] = {}
+    for task in tasks:
+        by_type.setdefault(task.task_type, []).append(task)
+    pool = {}
+    for task_type, group in sorted(by_type.items()):
+        won = [a for a in expert_attempts(source, group[: per_type * cluster_size]) if a.won]
+        clusters = [won[i : i + cluster_size] for i in range(0, len(won), cluster_size)]
+        pool[task_type] = sorted({rule_skill(c, task_type).text() for c in clusters})
+    return pool
+
+
+SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
+
+
+def foreign_skill(rng: np.random.Generator) -> str:
+    """A skill of made-up words in the one-line form: a task and steps of no world, for decoy
+    blocks that teach the model to pass over a skill about something else, however worded."""
+
+    def word() -> str:
+        return "".join(SYLLABLES[int(i)] for i in rng.integers(len(SYLLABLES), size=int(rng.integers(1, 4))))
+
+    verbs = ["find", "take", "go to", "open", "use", "put", "move"]
+    steps = [
+        f"{verbs[int(rng.integers(len(verbs)))] if rng.random() < 0.5 else word()} the {word()}"
+        for _ in range(int(rng.integers(3, 7)))
+    ]
+    return f"{word().capitalize()} {word()}. When: the task is to {word()} a {word()}. Procedure: {'; '.join(steps)}"
+
+
 def skill_demos(
     source: TaskSource,
     tasks: Sequence[Task],
@@ -116,6 +149,8 @@ def skill_demos(
     own_procedure: bool = False,
     other_skills: int = 2,
     other_types: Sequence[str] = (),
+    decoy_procedures: Mapping[str, Sequence[str]] | None = None,
+    foreign_share: float = 0.0,
 ) -> list[Demo]:
     """Demonstrations that teach reading and writing skills.
 
@@ -130,7 +165,10 @@ def skill_demos(
     acts as it would without a block, so a block that holds no skill for the task teaches the
     model nothing to do. `other_types`, when given, limits the types whose procedures are shown
     for tasks of another type (beside their own, or as decoys): a type left out has its
-    procedure shown only where the expert follows it.
+    procedure shown only where the expert follows it. `decoy_procedures` (type -> procedures,
+    see `decoy_pool`), when given, is what decoy blocks draw from instead: one or two types other
+    than the task's, a procedure of each. Each skill of a decoy block is, with probability
+    `foreign_share`, a `foreign_skill` instead.
     Writing: `writing` induction prompts, each holding `cluster_size` expert episodes of one
     type, answered with the rule inducer's skill in the three-line form.
     """
@@ -170,7 +208,15 @@ def skill_demos(
         return [block[i] for i in rng.permutation(len(block))]
 
     def decoys_of(task: Task, goal: str) -> list[str]:
-        return other_procedures(task, 1, 2)
+        if decoy_procedures is None:
+            block = other_procedures(task, 1, 2)
+        else:
+            others = [t for t in sorted(decoy_procedures) if t != task.task_type and decoy_procedures[t]]
+            chosen = rng.permutation(others)[: int(rng.integers(1, 3))] if others else []
+            block = [decoy_procedures[t][int(rng.integers(len(decoy_procedures[t])))] for t in chosen]
+        if foreign_share > 0:
+            block = [foreign_skill(rng) if rng.random() < foreign_share else s for s in block]
+        return block
 
     demos = expert_demos(source, shown_tasks, history_length, skills=skills_of)
     demos += expert_demos(source, decoys, history_length, skills=decoys_of)

@@ -50,6 +50,7 @@ from skillvet.policy.models import build_tiny, chatml_text, resolve
 from skillvet.rollout import rollout
 from skillvet.sft import (
     check_task_types,
+    decoy_pool,
     expert_demos,
     plain_and_decoy_tasks,
     skill_demos,
@@ -190,12 +191,17 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
     demo_tasks = [t for t in train_tasks if not demo_types or t.task_type in demo_types][: cfg.sft.tasks]
     plain_tasks, decoy_tasks = plain_and_decoy_tasks(demo_tasks, cfg.sft, cfg.run.seed)
     demos = expert_demos(source, plain_tasks, cfg.sampling.history_length) if cfg.sft.steps else []
+    pool = None
+    if cfg.sft.steps and cfg.sft.decoy_types and decoy_tasks:
+        decoy_sources = [t for t in train_tasks if t.task_type in cfg.sft.decoy_types]
+        pool = decoy_pool(source, decoy_sources, cfg.sft.decoy_procedures, cfg.skills.cluster_size)
     if cfg.sft.steps and (cfg.sft.skills_share > 0 or cfg.sft.writing_demos > 0 or cfg.sft.skill_types or decoy_tasks):
         demos += skill_demos(source, demo_tasks, cfg.sft.skills_share, cfg.sft.writing_demos,
                              cfg.skills.cluster_size, cfg.sampling.history_length, cfg.run.seed,
                              skill_types=cfg.sft.skill_types, decoys=decoy_tasks,
                              own_procedure=cfg.sft.own_procedure, other_skills=cfg.sft.other_skills,
-                             other_types=cfg.sft.other_types)
+                             other_types=cfg.sft.other_types, decoy_procedures=pool,
+                             foreign_share=cfg.sft.foreign_decoys)
     if cfg.model.name == "tiny":
         texts_demos = demos or expert_demos(
             source, train_tasks[: cfg.model.tiny.tokenizer_tasks], cfg.sampling.history_length
