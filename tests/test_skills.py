@@ -418,38 +418,6 @@ def test_the_decoy_pool_holds_varied_procedures_of_each_type_and_decoys_never_th
     assert all(any(p in d.prompt for p in pooled) for d in demos)
 
 
-def test_foreign_decoys_are_skills_of_made_up_words_that_parse_like_any_other():
-    import numpy as np
-
-    from skillvet.config import HouseholdConfig
-    from skillvet.envs.household import HouseholdSource
-    from skillvet.sft import decoy_pool, foreign_skill, skill_demos
-    from skillvet.skills.text import parse_skill
-
-    rng = np.random.default_rng(0)
-    foreign = [foreign_skill(rng) for _ in range(50)]
-    assert len(set(foreign)) == 50
-    for text in foreign:
-        title, rest = text.split(". When: ")
-        when, procedure = rest.split(". Procedure: ")
-        skill = parse_skill(f"Title: {title}\nWhen: {when}\nProcedure: {procedure}")
-        assert skill.text() == text and 3 <= len(procedure.split("; ")) <= 6
-    source = HouseholdSource(HouseholdConfig(), max_steps=30)
-    tasks = source.tasks("train")
-    pool = decoy_pool(source, tasks, per_type=2, cluster_size=3)
-    shown = [t for t in tasks if t.task_type == "pick_and_place"][:10]
-
-    def foreign_share(share: float) -> float:
-        demos = skill_demos(source, [], share=0.0, writing=0, cluster_size=3, history_length=2, seed=1,
-                            decoys=shown, decoy_procedures=pool, foreign_share=share)
-        pooled = [any(p in d.prompt for ps in pool.values() for p in ps) for d in demos]
-        return 1 - sum(pooled) / len(pooled)
-
-    assert foreign_share(0.0) == 0.0
-    assert foreign_share(1.0) == 1.0
-    assert 0.0 < foreign_share(0.5) < 1.0
-
-
 def test_own_procedure_blocks_name_the_heater_the_expert_uses():
     import re
 

@@ -118,24 +118,6 @@ def decoy_pool(source: TaskSource, tasks: Sequence[Task], per_type: int, cluster
     return pool
 
 
-SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
-
-
-def foreign_skill(rng: np.random.Generator) -> str:
-    """A skill of made-up words in the one-line form: a task and steps of no world, for decoy
-    blocks that teach the model to pass over a skill about something else, however worded."""
-
-    def word() -> str:
-        return "".join(SYLLABLES[int(i)] for i in rng.integers(len(SYLLABLES), size=int(rng.integers(1, 4))))
-
-    verbs = ["find", "take", "go to", "open", "use", "put", "move"]
-    steps = [
-        f"{verbs[int(rng.integers(len(verbs)))] if rng.random() < 0.5 else word()} the {word()}"
-        for _ in range(int(rng.integers(3, 7)))
-    ]
-    return f"{word().capitalize()} {word()}. When: the task is to {word()} a {word()}. Procedure: {'; '.join(steps)}"
-
-
 def skill_demos(
     source: TaskSource,
     tasks: Sequence[Task],
@@ -150,7 +132,6 @@ def skill_demos(
     other_skills: int = 2,
     other_types: Sequence[str] = (),
     decoy_procedures: Mapping[str, Sequence[str]] | None = None,
-    foreign_share: float = 0.0,
 ) -> list[Demo]:
     """Demonstrations that teach reading and writing skills.
 
@@ -167,8 +148,7 @@ def skill_demos(
     for tasks of another type (beside their own, or as decoys): a type left out has its
     procedure shown only where the expert follows it. `decoy_procedures` (type -> procedures,
     see `decoy_pool`), when given, is what decoy blocks draw from instead: one or two types other
-    than the task's, a procedure of each. Each skill of a decoy block is, with probability
-    `foreign_share`, a `foreign_skill` instead.
+    than the task's, a procedure of each.
     Writing: `writing` induction prompts, each holding `cluster_size` expert episodes of one
     type, answered with the rule inducer's skill in the three-line form.
     """
@@ -214,8 +194,6 @@ def skill_demos(
             others = [t for t in sorted(decoy_procedures) if t != task.task_type and decoy_procedures[t]]
             chosen = rng.permutation(others)[: int(rng.integers(1, 3))] if others else []
             block = [decoy_procedures[t][int(rng.integers(len(decoy_procedures[t])))] for t in chosen]
-        if foreign_share > 0:
-            block = [foreign_skill(rng) if rng.random() < foreign_share else s for s in block]
         return block
 
     demos = expert_demos(source, shown_tasks, history_length, skills=skills_of)

@@ -200,8 +200,7 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
                              cfg.skills.cluster_size, cfg.sampling.history_length, cfg.run.seed,
                              skill_types=cfg.sft.skill_types, decoys=decoy_tasks,
                              own_procedure=cfg.sft.own_procedure, other_skills=cfg.sft.other_skills,
-                             other_types=cfg.sft.other_types, decoy_procedures=pool,
-                             foreign_share=cfg.sft.foreign_decoys)
+                             other_types=cfg.sft.other_types, decoy_procedures=pool)
     if cfg.model.name == "tiny":
         texts_demos = demos or expert_demos(
             source, train_tasks[: cfg.model.tiny.tokenizer_tasks], cfg.sampling.history_length
