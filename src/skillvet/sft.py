@@ -189,12 +189,10 @@ def skill_demos(
 
     def decoys_of(task: Task, goal: str) -> list[str]:
         if decoy_procedures is None:
-            block = other_procedures(task, 1, 2)
-        else:
-            others = [t for t in sorted(decoy_procedures) if t != task.task_type and decoy_procedures[t]]
-            chosen = rng.permutation(others)[: int(rng.integers(1, 3))] if others else []
-            block = [decoy_procedures[t][int(rng.integers(len(decoy_procedures[t])))] for t in chosen]
-        return block
+            return other_procedures(task, 1, 2)
+        others = [t for t in sorted(decoy_procedures) if t != task.task_type and decoy_procedures[t]]
+        chosen = rng.permutation(others)[: int(rng.integers(1, 3))] if others else []
+        return [decoy_procedures[t][int(rng.integers(len(decoy_procedures[t])))] for t in chosen]
 
     demos = expert_demos(source, shown_tasks, history_length, skills=skills_of)
     demos += expert_demos(source, decoys, history_length, skills=decoys_of)
