@@ -6,13 +6,28 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from skillvet.losses import entropy_from_logits, kl_k3, policy_loss, ppo_clip_terms, token_mean  # noqa: E402
+from skillvet.losses import (  # noqa: E402
+    entropy_from_logits,
+    kl_full,
+    kl_k3,
+    policy_loss,
+    ppo_clip_terms,
+    token_mean,
+)
 
 
 def test_token_mean_ignores_padding():
     values = torch.tensor([[1.0, 2.0, 100.0], [3.0, 100.0, 100.0]])
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
     assert token_mean(values, mask).item() == pytest.approx(2.0)
+
+
+def test_full_kl_against_hand_worked_values():
+    p = torch.log(torch.tensor([[[0.5, 0.5, 0.0 + 1e-30]]]))
+    q = torch.log(torch.tensor([[[0.25, 0.25, 0.5]]]))
+    assert kl_full(p, q).item() == pytest.approx(math.log(2.0))  # 0.5 log 2 + 0.5 log 2
+    assert kl_full(p, p).item() == pytest.approx(0.0)
+    assert kl_full(q, p).item() > 10  # q puts mass where p has none
 
 
 def test_k3_is_zero_at_equality_nonnegative_and_matches_kl_in_expectation():

@@ -392,6 +392,9 @@ def test_decoy_demos_show_only_other_types_skills_and_the_plain_expert_actions()
     assert all("Skills that may help" in d.prompt for d in demos)
     assert not any("heat X with microwave" in d.prompt for d in demos)  # never the task's own skill
     assert [d.answer for d in demos] == [d.answer for d in plain]
+    assert [d.plain_prompt for d in demos] == [d.prompt for d in plain]  # the same step without the block
+    shown = skill_demos(source, tasks, share=1.0, writing=0, cluster_size=4, history_length=2, seed=0)
+    assert shown and not any(d.plain_prompt for d in shown)  # a block that holds the task's skill has no pair
 
 
 def test_the_decoy_pool_holds_varied_procedures_of_each_type_and_decoys_never_the_tasks_own():

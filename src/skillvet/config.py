@@ -316,6 +316,8 @@ class SftConfig:
     """Task types whose procedures make the decoy blocks (see decoy_share): `decoy_procedures` of each, induced from different clusters of that type's expert episodes, whether or not the type is demonstrated; a decoy block holds one or two of them, never of the task's own type. Empty: the one procedure of each demonstrated type (limited by other_types)."""
     decoy_procedures: int = 8
     """Procedures of each decoy_types type, each from a different cluster of skills.cluster_size expert episodes."""
+    decoy_consistency: float = 0.0
+    """Weight of a term that asks each decoy demonstration for the answer distribution of the same step without the block: KL(without || with), over the whole vocabulary at each answer token (0: cross-entropy only). Sampling draws from the whole distribution, so a block can change a sampled episode even where the most likely action stays the expert's."""
     save_every: int = 0
     """Also save the model every N SFT steps, as model-sft-stepN in the run directory (0: only at the end, as model-sft). The learning-rate schedule is that of the whole run, so a snapshot is not the model a shorter run would make."""
     writing_demos: int = 0
@@ -330,6 +332,7 @@ class SftConfig:
         _require(0.0 <= self.skill_types_plain <= 1.0, "sft.skill_types_plain", "must be in [0, 1]")
         _require(0.0 <= self.decoy_share <= 1.0, "sft.decoy_share", "must be in [0, 1]")
         _require(self.decoy_procedures >= 1, "sft.decoy_procedures", "must be >= 1")
+        _require(self.decoy_consistency >= 0.0, "sft.decoy_consistency", "must be >= 0")
         _require(self.tasks >= 1, "sft.tasks", "must be >= 1")
         _require(self.batch_size >= 1, "sft.batch_size", "must be >= 1")
         _require(self.lr > 0, "sft.lr", "must be > 0")

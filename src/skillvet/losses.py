@@ -30,6 +30,11 @@ def kl_k3(logp_BT: torch.Tensor, ref_logp_BT: torch.Tensor) -> torch.Tensor:
     return torch.exp(log_ratio) - log_ratio - 1.0
 
 
+def kl_full(logp_BTV: torch.Tensor, other_logp_BTV: torch.Tensor) -> torch.Tensor:
+    """Per-token KL(p || q) over the whole vocabulary, from the log-softmax of each (>= 0)."""
+    return (logp_BTV.exp() * (logp_BTV - other_logp_BTV)).sum(-1)
+
+
 def ppo_clip_terms(
     logp_BT: torch.Tensor, old_logp_BT: torch.Tensor, adv_B: torch.Tensor, clip_eps: float
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,9 @@
 """Supervised warm start: the environment's expert plays train tasks, and the policy learns to
 answer each step's prompt with `<action>EXPERT ACTION</action>` (cross-entropy on the answer
 tokens only, end-of-turn included). For SAPO, `skill_demos` adds prompts with skills blocks
-(to read skills) and induction prompts answered with a skill (to write them).
+(to read skills) and induction prompts answered with a skill (to write them). A decoy
+demonstration (a block that holds no skill for its task) keeps the same step's prompt without the
+block, so that `sft.decoy_consistency` can ask for the same answer distribution with and without it.
 
 The prompts are built exactly as in rollouts (`skillvet.prompts.build_prompt`), so the model
 learns the format it will be asked in.
@@ -18,6 +20,7 @@ import torch
 
 from skillvet.config import SftConfig
 from skillvet.envs.protocol import TaskSource
+from skillvet.losses import kl_full, token_mean
 from skillvet.policy.hf import Policy
 from skillvet.prompts import Turn, build_prompt
 from skillvet.skills.induce import Attempt, goal_slots, induction_prompt, procedure, rule_skill
@@ -29,6 +32,8 @@ class Demo:
     prompt: str
     answer: str
     task_type: str
+    plain_prompt: str = ""
+    """For a decoy demonstration: the same step's prompt without the skills block (else empty)."""
 
 
 def answer_text(action: str) -> str:
@@ -40,10 +45,12 @@ def expert_demos(
     tasks: Sequence[Task],
     history_length: int = 2,
     skills: Callable[[Task, str], Sequence[str]] | None = None,
+    keep_plain: bool = False,
 ) -> list[Demo]:
     """One demonstration per expert step of each task (the expert's episode replayed).
 
-    `skills(task, goal)` gives the skills block shown in that task's prompts (none if omitted).
+    `skills(task, goal)` gives the skills block shown in that task's prompts (none if omitted);
+    with `keep_plain`, each demonstration also keeps its prompt without the block.
     """
     demos: list[Demo] = []
     for task in tasks:
@@ -56,7 +63,12 @@ def expert_demos(
                 result.task, result.observation, history, result.admissible, skills=shown,
                 history_length=history_length,
             )
-            demos.append(Demo(prompt, answer_text(action), task.task_type))
+            plain = (
+                build_prompt(result.task, result.observation, history, result.admissible, history_length=history_length)
+                if keep_plain
+                else ""
+            )
+            demos.append(Demo(prompt, answer_text(action), task.task_type, plain))
             result = env.step(action)
             history.append(Turn(action, result.observation))
             if result.done:
@@ -195,7 +207,7 @@ def skill_demos(
         return [decoy_procedures[t][int(rng.integers(len(decoy_procedures[t])))] for t in chosen]
 
     demos = expert_demos(source, shown_tasks, history_length, skills=skills_of)
-    demos += expert_demos(source, decoys, history_length, skills=decoys_of)
+    demos += expert_demos(source, decoys, history_length, skills=decoys_of, keep_plain=True)
     for _ in range(writing):
         t = types[int(rng.integers(len(types)))]
         group = by_type[t]
@@ -220,11 +232,23 @@ def supervised(
     seed: int,
     on_step: Callable[[int, float], None] | None = None,
 ) -> list[float]:
-    """`cfg.steps` AdamW steps on random batches of demos; returns the loss of each step."""
+    """`cfg.steps` AdamW steps on random batches of demos; returns the loss of each step.
+
+    The loss is the cross-entropy of the answer tokens. With `cfg.decoy_consistency` > 0, each
+    decoy demonstration of a batch also adds that weight times KL(answer distribution without the
+    block || with it), over the whole vocabulary at each answer token, the side without the block
+    held fixed: a block that holds no skill for the task should leave every probability as it was,
+    not only the expert's action most likely.
+    """
     if not demos:
         raise ValueError("no demonstrations: the expert produced no steps for these tasks")
     prompts = [policy.encode_prompt(d.prompt) for d in demos]
     answers = [policy.encode_answer(d.answer) for d in demos]
+    plain = (
+        {i: policy.encode_prompt(d.plain_prompt) for i, d in enumerate(demos) if d.plain_prompt}
+        if cfg.decoy_consistency > 0
+        else {}
+    )
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
     policy.model.train()
@@ -233,8 +257,15 @@ def supervised(
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg.steps, cfg.lr)
         idx = rng.choice(len(demos), size=min(cfg.batch_size, len(demos)), replace=False)
-        logp, _, mask = policy.token_logprobs([prompts[i] for i in idx], [answers[i] for i in idx])
+        logp_all, tokens, mask = policy.answer_distributions([prompts[i] for i in idx], [answers[i] for i in idx])
+        logp = logp_all.gather(-1, tokens[..., None]).squeeze(-1)
         loss = -(logp * mask).sum() / mask.sum()
+        rows = [r for r, i in enumerate(idx) if i in plain]
+        if rows:
+            with torch.no_grad():
+                without, _, kl_mask = policy.answer_distributions([plain[idx[r]] for r in rows], [answers[idx[r]] for r in rows])
+            with_block = logp_all[rows, -without.shape[1] :]  # answers are right-aligned in both
+            loss = loss + cfg.decoy_consistency * token_mean(kl_full(without, with_block), kl_mask)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"SFT loss became {float(loss)} at step {step}; lower sft.lr")
         optimizer.zero_grad(set_to_none=True)

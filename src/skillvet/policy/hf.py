@@ -236,9 +236,10 @@ class Policy:
 
     # ---------------------------------------------------------------- scoring
 
-    def _forward_response(
-        self, model, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], temperature: float, entropy: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def _response_distributions(
+        self, model, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], temperature: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log-softmax over the vocabulary BTV, response tokens BT, mask BT) at the response positions."""
         width = max(len(r) for r in responses)
         shared = shared_prefix_length(prompts) if len(prompts) > 1 else 0
         if shared:
@@ -266,12 +267,17 @@ class Policy:
         if temperature > 0 and temperature != 1.0:
             logits = logits / temperature
         logp_all = torch.log_softmax(logits, dim=-1)
-        targets = ids[:, -width:]
-        logp = logp_all.gather(-1, targets[..., None]).squeeze(-1)
-        resp_mask = torch.zeros_like(logp)
+        resp_mask = torch.zeros(logp_all.shape[:2], dtype=logp_all.dtype, device=logp_all.device)
         for i, r in enumerate(responses):
             if r:
                 resp_mask[i, width - len(r) :] = 1.0
+        return logp_all, ids[:, -width:], resp_mask
+
+    def _forward_response(
+        self, model, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], temperature: float, entropy: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        logp_all, targets, resp_mask = self._response_distributions(model, prompts, responses, temperature)
+        logp = logp_all.gather(-1, targets[..., None]).squeeze(-1)
         ent = -(logp_all.exp() * logp_all).sum(-1) if entropy else None
         return logp, ent, resp_mask
 
@@ -287,6 +293,13 @@ class Policy:
         Responses are right-aligned: row i's tokens are the last len(responses[i]) columns.
         """
         return self._forward_response(self.model, prompts, responses, temperature, entropy)
+
+    def answer_distributions(
+        self, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log_softmax_BTV, tokens_BT, mask_BT): the whole next-token distribution at each
+        response position (teacher-forced), with gradients; right-aligned as in `token_logprobs`."""
+        return self._response_distributions(self.model, prompts, responses, 1.0)
 
     @torch.no_grad()
     def ref_logprobs(
