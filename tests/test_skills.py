@@ -421,6 +421,30 @@ def test_the_decoy_pool_holds_varied_procedures_of_each_type_and_decoys_never_th
     assert all(any(p in d.prompt for p in pooled) for d in demos)
 
 
+def test_named_decoys_write_out_the_object_and_target_of_an_episode_of_their_cluster():
+    import re
+
+    from skillvet.config import HouseholdConfig
+    from skillvet.envs.household import HouseholdSource
+    from skillvet.sft import decoy_pool, name_slots
+
+    assert name_slots("find X; take X; go to Y; move X to Y", "mug", "cabinet") == \
+        "find mug; take mug; go to cabinet; move mug to cabinet"
+    assert name_slots("When: the task is to put a clean X in Y", "Xbox", None) == "When: the task is to put a clean Xbox in Y"
+    source = HouseholdSource(HouseholdConfig(), max_steps=30)
+    clean = [t for t in source.tasks("train") if t.task_type == "pick_clean_then_place"][:12]
+    plain = decoy_pool(source, clean, per_type=4, cluster_size=3)["pick_clean_then_place"]
+    both = decoy_pool(source, clean, per_type=4, cluster_size=3, named=True)["pick_clean_then_place"]
+    named = [p for p in both if p not in plain]
+    assert set(plain) <= set(both) and named
+    assert not any(re.search(r"\b[XY]\b", p) for p in named)
+    goals = [source.make(t).reset().task for t in clean]
+    for text in named:  # "find mug; take mug; ... move mug to cabinet" for the goal of one of the tasks
+        obj = re.search(r"find (\w+); take \1", text).group(1)
+        target = re.search(rf"move {obj} to (\w+)", text).group(1)
+        assert any(obj in g and target in g for g in goals), text
+
+
 def test_own_procedure_blocks_name_the_heater_the_expert_uses():
     import re
 

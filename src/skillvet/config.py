@@ -316,6 +316,8 @@ class SftConfig:
     """Task types whose procedures make the decoy blocks (see decoy_share): `decoy_procedures` of each, induced from different clusters of that type's expert episodes, whether or not the type is demonstrated; a decoy block holds one or two of them, never of the task's own type. Empty: the one procedure of each demonstrated type (limited by other_types)."""
     decoy_procedures: int = 8
     """Procedures of each decoy_types type, each from a different cluster of skills.cluster_size expert episodes."""
+    decoy_named: bool = False
+    """Add each decoy_types procedure a second time with X and Y written out as the object and target of one episode it was induced from ("find mug; take mug; go to sinkbasin; ..."), so that decoy blocks also name objects and places the task does not ask for, as skills written for other tasks do."""
     decoy_consistency: float = 0.0
     """Weight of a term that asks each decoy demonstration for the answer distribution of the same step without the block: KL(without || with), over the whole vocabulary at each answer token (0: cross-entropy only). Sampling draws from the whole distribution, so a block can change a sampled episode even where the most likely action stays the expert's."""
     save_every: int = 0

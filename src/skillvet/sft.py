@@ -12,6 +12,7 @@ learns the format it will be asked in.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -115,10 +116,14 @@ def expert_attempts(source: TaskSource, tasks: Sequence[Task]) -> list[Attempt]:
     return out
 
 
-def decoy_pool(source: TaskSource, tasks: Sequence[Task], per_type: int, cluster_size: int) -> dict[str, list[str]]:
+def decoy_pool(
+    source: TaskSource, tasks: Sequence[Task], per_type: int, cluster_size: int, named: bool = False
+) -> dict[str, list[str]]:
     """Up to `per_type` procedures of each type of `tasks`, each induced by the rule inducer from
     a different cluster of `cluster_size` won expert episodes of that type (the first tasks of
-    each type), so that decoy blocks vary in wording as the skills of a bank do."""
+    each type), so that decoy blocks vary in wording as the skills of a bank do. With `named`,
+    each also comes a second time with X and Y written out as the object and target of its
+    cluster's first episode ("find mug; take mug; ..."), as a skill written for one task names them."""
     by_type: dict[str, list[Task]] = {}
     for task in tasks:
         by_type.setdefault(task.task_type, []).append(task)
@@ -126,8 +131,19 @@ def decoy_pool(source: TaskSource, tasks: Sequence[Task], per_type: int, cluster
     for task_type, group in sorted(by_type.items()):
         won = [a for a in expert_attempts(source, group[: per_type * cluster_size]) if a.won]
         clusters = [won[i : i + cluster_size] for i in range(0, len(won), cluster_size)]
-        pool[task_type] = sorted({rule_skill(c, task_type).text() for c in clusters})
+        texts = {rule_skill(c, task_type).text() for c in clusters}
+        if named:
+            texts |= {name_slots(rule_skill(c, task_type).text(), *goal_slots(c[0].goal)) for c in clusters}
+        pool[task_type] = sorted(texts)
     return pool
+
+
+def name_slots(text: str, x: str | None, y: str | None) -> str:
+    """`text` with the placeholders X and Y replaced by the names `x` and `y` (where given)."""
+    for slot, name in (("X", x), ("Y", y)):
+        if name:
+            text = re.sub(rf"\b{slot}\b", name, text)
+    return text
 
 
 def skill_demos(
