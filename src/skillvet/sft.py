@@ -131,10 +131,10 @@ def decoy_pool(
     for task_type, group in sorted(by_type.items()):
         won = [a for a in expert_attempts(source, group[: per_type * cluster_size]) if a.won]
         clusters = [won[i : i + cluster_size] for i in range(0, len(won), cluster_size)]
-        texts = {rule_skill(c, task_type).text() for c in clusters}
+        texts = [rule_skill(c, task_type).text() for c in clusters]
         if named:
-            texts |= {name_slots(rule_skill(c, task_type).text(), *goal_slots(c[0].goal)) for c in clusters}
-        pool[task_type] = sorted(texts)
+            texts += [name_slots(text, *goal_slots(c[0].goal)) for text, c in zip(texts, clusters)]
+        pool[task_type] = sorted(set(texts))
     return pool
 
 
