@@ -445,6 +445,34 @@ def test_named_decoys_write_out_the_object_and_target_of_an_episode_of_their_clu
         assert any(obj in g and target in g for g in goals), text
 
 
+def test_chore_decoys_name_places_the_experts_walk_to_and_words_of_no_task_type():
+    import re
+
+    import pytest
+
+    from skillvet.config import HouseholdConfig, SftConfig
+    from skillvet.envs.household import HouseholdSource
+    from skillvet.sft import CHORES, chore_skills, decoy_pool, expert_attempts, places_walked
+
+    source = HouseholdSource(HouseholdConfig(), max_steps=30)
+    clean = [t for t in source.tasks("train") if t.task_type == "pick_clean_then_place"][:9]
+    pool = decoy_pool(source, clean, per_type=3, cluster_size=3, chores=len(CHORES) + 3)
+    assert sorted(pool) == ["chore", "pick_clean_then_place"]
+    chores = pool["chore"]
+    assert len(chores) == len(CHORES) + 3 and len(set(chores)) > len(CHORES)  # the same chore at other places
+    walked = set(places_walked(expert_attempts(source, clean)))
+    assert "sinkbasin" in walked and not any(re.search(r"\d", p) for p in walked)
+    for text in chores:
+        places = re.findall(r"go to (\w+)", text)
+        assert len(places) == 2 and places[0] != places[1] and set(places) <= walked, text
+        assert not re.search(r"\b(heat|cool|clean|examine|water|plant|fill|pour)", text, re.I), text
+    assert chore_skills(["a", "b"], 4) == chore_skills(["a", "b"], 4)  # the same pool every run
+    with pytest.raises(ValueError, match="two places"):
+        chore_skills(["fridge"], 1)
+    with pytest.raises(ValueError, match="decoy_types"):
+        SftConfig(decoy_chores=4)
+
+
 def test_own_procedure_blocks_name_the_heater_the_expert_uses():
     import re
 

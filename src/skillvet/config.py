@@ -318,6 +318,8 @@ class SftConfig:
     """Procedures of each decoy_types type, each from a different cluster of skills.cluster_size expert episodes."""
     decoy_named: bool = False
     """Add each decoy_types procedure a second time with X and Y written out as the object and target of one episode it was induced from ("find mug; take mug; go to sinkbasin; ..."), so that decoy blocks also name objects and places the task does not ask for, as skills written for other tasks do."""
+    decoy_chores: int = 0
+    """Skills for everyday chores that no task asks for ("Feed the cat. When: the task is to feed the cat. Procedure: find the cat food; take it; go to fridge; ..."), each naming two places the experts walk to, added to the decoy pool as one more kind (needs decoy_types): a block may then name the room's places with no word of any task type, and the expert still ignores it."""
     decoy_consistency: float = 0.0
     """Weight of a term that asks each decoy demonstration for the answer distribution of the same step without the block: KL(without || with), over the whole vocabulary at each answer token (0: cross-entropy only). Sampling draws from the whole distribution, so a block can change a sampled episode even where the most likely action stays the expert's."""
     save_every: int = 0
@@ -334,6 +336,8 @@ class SftConfig:
         _require(0.0 <= self.skill_types_plain <= 1.0, "sft.skill_types_plain", "must be in [0, 1]")
         _require(0.0 <= self.decoy_share <= 1.0, "sft.decoy_share", "must be in [0, 1]")
         _require(self.decoy_procedures >= 1, "sft.decoy_procedures", "must be >= 1")
+        _require(self.decoy_chores >= 0, "sft.decoy_chores", "must be >= 0")
+        _require(not self.decoy_chores or self.decoy_types, "sft.decoy_chores", "needs sft.decoy_types (chores join that pool)")
         _require(self.decoy_consistency >= 0.0, "sft.decoy_consistency", "must be >= 0")
         _require(self.tasks >= 1, "sft.tasks", "must be >= 1")
         _require(self.batch_size >= 1, "sft.batch_size", "must be >= 1")

@@ -25,6 +25,7 @@ from skillvet.losses import kl_full, token_mean
 from skillvet.policy.hf import Policy
 from skillvet.prompts import Turn, build_prompt
 from skillvet.skills.induce import Attempt, goal_slots, induction_prompt, procedure, rule_skill
+from skillvet.skills.text import Skill
 from skillvet.types import Task
 
 
@@ -116,25 +117,77 @@ def expert_attempts(source: TaskSource, tasks: Sequence[Task]) -> list[Attempt]:
     return out
 
 
+# Everyday chores that no environment task asks for, each a title and steps naming two places
+# ({0}, {1}). They name no task type's verb (heat, cool, clean, examine) and, so that the example
+# skill `irrelevant.txt` stays unseen, nothing about water, plants, filling or pouring.
+CHORES = (
+    ("Feed the cat", "find the cat food; take it; go to {0}; open the tin; go to {1}; put the food in the bowl"),
+    ("Fold the laundry", "find the laundry basket; take it; go to {0}; fold the shirts; go to {1}; stack them"),
+    ("Sweep the floor", "find the broom; take it; go to {0}; sweep under it; go to {1}; empty the dustpan"),
+    ("Charge the phone", "find the charger; take it; go to {0}; plug it in; go to {1}; leave the phone there"),
+    ("Dust the shelves", "find a duster; take it; go to {0}; dust it; go to {1}; shake out the duster"),
+    ("Make the bed", "find the sheets; take them; go to {0}; spread the sheets; go to {1}; tuck in the corners"),
+    ("Take out the trash", "find the trash bag; take it; go to {0}; tie the bag; go to {1}; drop it by the door"),
+    ("Walk the dog", "find the leash; take it; go to {0}; call the dog; go to {1}; clip on the leash"),
+    ("Light a candle", "find the matches; take them; go to {0}; strike a match; go to {1}; light the wick"),
+    ("Wind the clock", "find the key; take it; go to {0}; turn the key; go to {1}; set the hands"),
+    ("Polish the shoes", "find the polish; take it; go to {0}; brush the shoes; go to {1}; buff them"),
+    ("Pack a bag", "find the suitcase; take it; go to {0}; fold the clothes; go to {1}; zip it shut"),
+)
+
+
+def chore_skills(places: Sequence[str], count: int, seed: int = 0) -> list[str]:
+    """`count` skills (one-line form) for chores of `CHORES`, each naming two of `places` drawn at
+    random: a decoy that names real places yet applies to no task."""
+    if len(places) < 2:
+        raise ValueError(f"chore skills need at least two places, got {list(places)}")
+    rng = np.random.default_rng([seed, 11])
+    out = []
+    for i in range(count):
+        title, steps = CHORES[i % len(CHORES)]
+        first, second = rng.choice(len(places), size=2, replace=False)
+        when = f"the task is to {title[0].lower()}{title[1:]}"
+        out.append(Skill(title, when, steps.format(places[first], places[second])).text())
+    return out
+
+
+def places_walked(attempts: Sequence[Attempt]) -> list[str]:
+    """The places the expert walks to in `attempts`, without their numbers ("go to cabinet 2": cabinet)."""
+    found = {re.sub(r"\s+\d+$", "", a[len("go to "):]) for at in attempts for a in at.actions if a.startswith("go to ")}
+    return sorted(found)
+
+
 def decoy_pool(
-    source: TaskSource, tasks: Sequence[Task], per_type: int, cluster_size: int, named: bool = False
+    source: TaskSource,
+    tasks: Sequence[Task],
+    per_type: int,
+    cluster_size: int,
+    named: bool = False,
+    chores: int = 0,
 ) -> dict[str, list[str]]:
     """Up to `per_type` procedures of each type of `tasks`, each induced by the rule inducer from
     a different cluster of `cluster_size` won expert episodes of that type (the first tasks of
     each type), so that decoy blocks vary in wording as the skills of a bank do. With `named`,
     each also comes a second time with X and Y written out as the object and target of its
-    cluster's first episode ("find mug; take mug; ..."), as a skill written for one task names them."""
+    cluster's first episode ("find mug; take mug; ..."), as a skill written for one task names them.
+    With `chores` > 0, that many skills for everyday chores (`chore_skills`, naming places the
+    experts walk to) make one more kind, "chore", that no task has."""
     by_type: dict[str, list[Task]] = {}
     for task in tasks:
         by_type.setdefault(task.task_type, []).append(task)
     pool = {}
+    walked: list[Attempt] = []
     for task_type, group in sorted(by_type.items()):
-        won = [a for a in expert_attempts(source, group[: per_type * cluster_size]) if a.won]
+        attempts = expert_attempts(source, group[: per_type * cluster_size])
+        walked += attempts
+        won = [a for a in attempts if a.won]
         clusters = [won[i : i + cluster_size] for i in range(0, len(won), cluster_size)]
         texts = [rule_skill(c, task_type).text() for c in clusters]
         if named:
             texts += [name_slots(text, *goal_slots(c[0].goal)) for text, c in zip(texts, clusters)]
         pool[task_type] = sorted(set(texts))
+    if chores:
+        pool["chore"] = chore_skills(places_walked(walked), chores)
     return pool
 
 
