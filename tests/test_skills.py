@@ -452,7 +452,8 @@ def test_chore_decoys_name_places_the_experts_walk_to_and_words_of_no_task_type(
 
     from skillvet.config import HouseholdConfig, SftConfig
     from skillvet.envs.household import HouseholdSource
-    from skillvet.sft import CHORES, chore_skills, decoy_pool, expert_attempts, places_walked
+    from skillvet.sft import CHORES, chore_skills, decoy_pool, expert_attempts
+    from skillvet.skills.induce import places_walked
 
     source = HouseholdSource(HouseholdConfig(), max_steps=30)
     clean = [t for t in source.tasks("train") if t.task_type == "pick_clean_then_place"][:9]

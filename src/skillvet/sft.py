@@ -24,7 +24,14 @@ from skillvet.envs.protocol import TaskSource
 from skillvet.losses import kl_full, token_mean
 from skillvet.policy.hf import Policy
 from skillvet.prompts import Turn, build_prompt
-from skillvet.skills.induce import Attempt, goal_slots, induction_prompt, procedure, rule_skill
+from skillvet.skills.induce import (
+    Attempt,
+    goal_slots,
+    induction_prompt,
+    places_walked,
+    procedure,
+    rule_skill,
+)
 from skillvet.skills.text import Skill
 from skillvet.types import Task
 
@@ -136,12 +143,12 @@ CHORES = (
 )
 
 
-def chore_skills(places: Sequence[str], count: int, seed: int = 0) -> list[str]:
+def chore_skills(places: Sequence[str], count: int) -> list[str]:
     """`count` skills (one-line form) for chores of `CHORES`, each naming two of `places` drawn at
     random: a decoy that names real places yet applies to no task."""
     if len(places) < 2:
         raise ValueError(f"chore skills need at least two places, got {list(places)}")
-    rng = np.random.default_rng([seed, 11])
+    rng = np.random.default_rng([0, 11])  # fixed: the same pool on every run
     out = []
     for i in range(count):
         title, steps = CHORES[i % len(CHORES)]
@@ -149,12 +156,6 @@ def chore_skills(places: Sequence[str], count: int, seed: int = 0) -> list[str]:
         when = f"the task is to {title[0].lower()}{title[1:]}"
         out.append(Skill(title, when, steps.format(places[first], places[second])).text())
     return out
-
-
-def places_walked(attempts: Sequence[Attempt]) -> list[str]:
-    """The places the expert walks to in `attempts`, without their numbers ("go to cabinet 2": cabinet)."""
-    found = {re.sub(r"\s+\d+$", "", a[len("go to "):]) for at in attempts for a in at.actions if a.startswith("go to ")}
-    return sorted(found)
 
 
 def decoy_pool(

@@ -85,6 +85,12 @@ def _abstract(action: str, x: str | None, y: str | None) -> str:
     return out
 
 
+def places_walked(attempts: Sequence[Attempt]) -> list[str]:
+    """The places walked to in `attempts`, in general form ("go to cabinet 2": cabinet)."""
+    walks = (_abstract(a, None, None) for at in attempts for a in at.actions)
+    return sorted({w[len("go to "):] for w in walks if w.startswith("go to ")})
+
+
 def procedure(actions: Sequence[str], x: str | None, y: str | None) -> tuple[str, ...]:
     """A winning action sequence in general form: X and Y for the goal's object and target,
     the walk to where an object was found folded into "find X" (or "find Y")."""
