@@ -474,6 +474,51 @@ def test_chore_decoys_name_places_the_experts_walk_to_and_words_of_no_task_type(
         SftConfig(decoy_chores=4)
 
 
+def test_mixed_chores_are_distinct_name_a_walked_place_first_and_no_word_of_the_unseen_examples():
+    import re
+    from pathlib import Path
+
+    import pytest
+
+    from skillvet.config import SftConfig
+    from skillvet.sft import (
+        CHORE_ENDS,
+        CHORE_MIDDLES,
+        CHORE_PLACES,
+        CHORE_TASKS,
+        CHORE_TOOLS,
+        mixed_chore_skills,
+    )
+    from skillvet.skills.text import parse_skill
+
+    walked = ["fridge", "sinkbasin", "cabinet", "drawer"]
+    chores = mixed_chore_skills(walked, 200)
+    assert len(chores) == len(set(chores)) == 200
+    assert chores == mixed_chore_skills(walked, 200)  # the same pool every run
+    seconds = set()
+    for text in chores:
+        title, rest = text.split(". When: the task is to ", 1)
+        assert rest.startswith(title[0].lower() + title[1:] + ". Procedure: find "), text
+        places = re.findall(r"go to ([a-z ]+?);", text + ";")
+        assert places[0] in walked and len(places) in (1, 2), text
+        seconds.update(places[1:])
+    assert seconds & set(walked) and seconds & set(CHORE_PLACES)  # second walks inside and outside the room
+    assert len({re.search(r"find (.*?);", t).group(1) for t in chores}) > 20  # tools vary, not a dozen texts
+    # none of the chores' words is a task type's verb or a word of the unseen example skills
+    parts = " ".join(CHORE_TASKS + CHORE_TOOLS + CHORE_MIDDLES + CHORE_ENDS + CHORE_PLACES)
+    examples = Path(__file__).resolve().parents[1] / "examples" / "skills"
+    unseen = set()
+    for name in ("irrelevant.txt", "irrelevant-letter.txt", "irrelevant-cake.txt"):
+        skill = parse_skill((examples / name).read_text())
+        unseen |= set(re.findall(r"[a-z]+", (skill.title + " " + skill.procedure).lower()))
+    unseen -= {"a", "an", "the", "it", "to", "go", "find", "take", "in", "for", "of", "countertop", "sinkbasin"}
+    unseen -= {"can"}  # "the oil can" beside "the watering can"
+    assert unseen and not unseen & set(re.findall(r"[a-z]+", parts)), unseen & set(re.findall(r"[a-z]+", parts))
+    assert not re.search(r"\b(heat|cool|clean|examine)", parts)
+    with pytest.raises(ValueError, match="decoy_chores"):
+        SftConfig(decoy_types=["pick_and_place"], decoy_chores_mixed=True)
+
+
 def test_own_procedure_blocks_name_the_heater_the_expert_uses():
     import re
 

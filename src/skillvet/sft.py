@@ -158,6 +158,79 @@ def chore_skills(places: Sequence[str], count: int) -> list[str]:
     return out
 
 
+# Parts of chores that `mixed_chore_skills` draws one by one, so that chore blocks seldom repeat a
+# wording: a policy that learns to pass over them learns to pass over any block whose "When" is
+# no task of the room, not over a dozen memorized texts. Like CHORES they name no task type's
+# verb, and nothing of the example skills `irrelevant*.txt` (water, plants, filling, pouring,
+# letters, envelopes, addresses, mailboxes, doors, desks, dropping, writing, cakes, baking).
+CHORE_TASKS = (
+    "feed the cat", "fold the laundry", "sweep the floor", "charge the phone", "dust the shelves",
+    "make the bed", "take out the trash", "walk the dog", "wind the clock", "polish the shoes",
+    "pack a bag", "iron a shirt", "mend a sock", "tune the radio", "oil the hinge", "feed the bird",
+    "brush the dog", "knit a scarf", "hang the coats", "tidy the toys", "air the room",
+    "set the alarm", "change the bulb", "fix the chair", "pump up the tyres", "pay the bills",
+    "call the plumber", "test the smoke alarm", "stack the logs", "shine the silver",
+    "wrap a gift", "feed the fish", "clear the gutter", "shovel the snow", "rake the leaves",
+    "patch the tent", "lock the shed", "paint the fence", "hem the curtains", "tune the piano",
+)
+CHORE_TOOLS = (
+    "the cat food", "the laundry basket", "the broom", "the charger", "a duster", "the sheets",
+    "the trash bag", "the leash", "the key", "the shoe polish", "the suitcase", "the iron",
+    "a needle", "the oil can", "the birdseed", "a comb", "the yarn", "the hangers", "the toy box",
+    "a new bulb", "the screwdriver", "the pump", "the wallet", "the phone book", "the ladder",
+    "the log basket", "a rag", "the ribbon", "the fish flakes", "the shovel", "the rake",
+    "the glue", "the paint tin", "the tape measure", "the torch", "the scissors",
+)
+CHORE_MIDDLES = (
+    "open the tin", "fold the shirts", "sweep under it", "plug it in", "dust it",
+    "spread the sheets", "tie the bag", "call the dog", "turn the key", "brush the shoes",
+    "fold the clothes", "press the collar", "thread the needle", "oil it", "comb the fur",
+    "cast on", "hang them up", "sort the toys", "open a window", "twist it in",
+    "tighten the screws", "pump the tyres", "count the coins", "dial the number",
+    "climb the ladder", "stack them", "rub the forks", "cut the ribbon", "sprinkle the flakes",
+    "dig a path", "gather the leaves", "glue the seam", "stir the paint", "measure the gap",
+    "switch on the torch", "trim the edges",
+)
+CHORE_ENDS = (
+    "put the food in the dish", "stack them", "empty the dustpan", "leave the phone there",
+    "shake out the duster", "tuck in the corners", "leave it by the gate", "clip on the leash",
+    "set the hands", "buff them", "zip it shut", "hang it up", "tie a knot", "wipe off the oil",
+    "shut the cage", "sweep up the hair", "cast off", "close the wardrobe", "put the lid on",
+    "shut the window", "switch it on", "wipe the seat", "file the receipts", "hang up",
+    "press the test button", "cover them", "rub them dry", "tie a bow", "close the tank",
+    "lean it on the wall", "bag the leaves", "let it set", "rinse the brush", "fold it away",
+)
+# Places outside the room, beside the walked ones, as a skill written for another house names them.
+CHORE_PLACES = (
+    "the garden", "the hallway", "the garage", "the porch", "the attic", "the cellar", "the landing",
+    "the yard", "the shed", "the study", "the nursery", "the laundry room",
+)
+
+
+def mixed_chore_skills(places: Sequence[str], count: int) -> list[str]:
+    """`count` distinct skills (one-line form) for chores composed of parts drawn one by one: a
+    task of `CHORE_TASKS`, a tool, a middle and an end step, and two places, the first one of
+    `places` (walked by the experts), the second one of `places` or of `CHORE_PLACES`; one in three
+    has no second walk."""
+    if len(places) < 2:
+        raise ValueError(f"chore skills need at least two places, got {list(places)}")
+    rng = np.random.default_rng([0, 12])  # fixed: the same pool on every run
+    anywhere = list(places) + list(CHORE_PLACES)
+    out: dict[str, None] = {}
+    for _ in range(100 * count):
+        if len(out) == count:
+            break
+        title = str(rng.choice(CHORE_TASKS))
+        tool, middle, end = (str(rng.choice(parts)) for parts in (CHORE_TOOLS, CHORE_MIDDLES, CHORE_ENDS))
+        first = str(rng.choice(places))
+        second = str(rng.choice([p for p in anywhere if p != first]))
+        steps = [f"find {tool}", "take it", f"go to {first}", middle]
+        steps += [end] if rng.random() < 1 / 3 else [f"go to {second}", end]
+        text = Skill(title[0].upper() + title[1:], f"the task is to {title}", "; ".join(steps)).text()
+        out[text] = None
+    return list(out)
+
+
 def decoy_pool(
     source: TaskSource,
     tasks: Sequence[Task],
@@ -165,6 +238,7 @@ def decoy_pool(
     cluster_size: int,
     named: bool = False,
     chores: int = 0,
+    mixed: bool = False,
 ) -> dict[str, list[str]]:
     """Up to `per_type` procedures of each type of `tasks`, each induced by the rule inducer from
     a different cluster of `cluster_size` won expert episodes of that type (the first tasks of
@@ -172,7 +246,8 @@ def decoy_pool(
     each also comes a second time with X and Y written out as the object and target of its
     cluster's first episode ("find mug; take mug; ..."), as a skill written for one task names them.
     With `chores` > 0, that many skills for everyday chores (`chore_skills`, naming places the
-    experts walk to) make one more kind, "chore", that no task has."""
+    experts walk to) make one more kind, "chore", that no task has; with `mixed`, chores composed
+    of parts (`mixed_chore_skills`) instead of the twelve of `CHORES`."""
     by_type: dict[str, list[Task]] = {}
     for task in tasks:
         by_type.setdefault(task.task_type, []).append(task)
@@ -188,7 +263,8 @@ def decoy_pool(
             texts += [name_slots(text, *goal_slots(c[0].goal)) for text, c in zip(texts, clusters)]
         pool[task_type] = sorted(set(texts))
     if chores:
-        pool["chore"] = chore_skills(places_walked(walked), chores)
+        make = mixed_chore_skills if mixed else chore_skills
+        pool["chore"] = make(places_walked(walked), chores)
     return pool
 
 
