@@ -483,6 +483,7 @@ def test_mixed_chores_are_distinct_name_a_walked_place_first_and_no_word_of_the_
     from skillvet.config import SftConfig
     from skillvet.sft import (
         CHORE_ENDS,
+        CHORE_FURNITURE,
         CHORE_MIDDLES,
         CHORE_PLACES,
         CHORE_TASKS,
@@ -500,12 +501,14 @@ def test_mixed_chores_are_distinct_name_a_walked_place_first_and_no_word_of_the_
         title, rest = text.split(". When: the task is to ", 1)
         assert rest.startswith(title[0].lower() + title[1:] + ". Procedure: find "), text
         places = re.findall(r"go to ([a-z ]+?);", text + ";")
-        assert places[0] in walked and len(places) in (1, 2), text
+        assert places[0] in walked + list(CHORE_FURNITURE) and len(places) in (1, 2), text
         seconds.update(places[1:])
+    firsts = {re.search(r"go to ([a-z]+)", t).group(1) for t in chores}
+    assert firsts & set(walked) and firsts & set(CHORE_FURNITURE)  # a walked place, or furniture of other rooms
     assert seconds & set(walked) and seconds & set(CHORE_PLACES)  # second walks inside and outside the room
     assert len({re.search(r"find (.*?);", t).group(1) for t in chores}) > 20  # tools vary, not a dozen texts
     # none of the chores' words is a task type's verb or a word of the unseen example skills
-    parts = " ".join(CHORE_TASKS + CHORE_TOOLS + CHORE_MIDDLES + CHORE_ENDS + CHORE_PLACES)
+    parts = " ".join(CHORE_TASKS + CHORE_TOOLS + CHORE_MIDDLES + CHORE_ENDS + CHORE_FURNITURE + CHORE_PLACES)
     examples = Path(__file__).resolve().parents[1] / "examples" / "skills"
     unseen = set()
     for name in ("irrelevant.txt", "irrelevant-letter.txt", "irrelevant-cake.txt"):

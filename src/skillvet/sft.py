@@ -200,7 +200,12 @@ CHORE_ENDS = (
     "press the test button", "cover them", "rub them dry", "tie a bow", "close the tank",
     "lean it on the wall", "bag the leaves", "let it set", "rinse the brush", "fold it away",
 )
-# Places outside the room, beside the walked ones, as a skill written for another house names them.
+# Places a skill written for another room or house names, beside the walked ones: furniture the
+# kitchen lacks (no desk: the letter skill's place stays unseen) and places outside the room.
+CHORE_FURNITURE = (
+    "bed", "dresser", "sofa", "armchair", "safe", "shelf", "sidetable", "toilet", "bathtubbasin",
+    "coffeetable", "diningtable", "ottoman", "tvstand", "wardrobe",
+)
 CHORE_PLACES = (
     "the garden", "the hallway", "the garage", "the porch", "the attic", "the cellar", "the landing",
     "the yard", "the shed", "the study", "the nursery", "the laundry room",
@@ -210,19 +215,20 @@ CHORE_PLACES = (
 def mixed_chore_skills(places: Sequence[str], count: int) -> list[str]:
     """`count` distinct skills (one-line form) for chores composed of parts drawn one by one: a
     task of `CHORE_TASKS`, a tool, a middle and an end step, and two places, the first one of
-    `places` (walked by the experts), the second one of `places` or of `CHORE_PLACES`; one in three
-    has no second walk."""
+    `places` (walked by the experts) or of `CHORE_FURNITURE`, the second any of these or of
+    `CHORE_PLACES`; one in three has no second walk."""
     if len(places) < 2:
         raise ValueError(f"chore skills need at least two places, got {list(places)}")
     rng = np.random.default_rng([0, 12])  # fixed: the same pool on every run
-    anywhere = list(places) + list(CHORE_PLACES)
+    furnished = list(places) + [p for p in CHORE_FURNITURE if p not in places]
+    anywhere = furnished + list(CHORE_PLACES)
     out: dict[str, None] = {}
     for _ in range(100 * count):
         if len(out) == count:
             break
         title = str(rng.choice(CHORE_TASKS))
         tool, middle, end = (str(rng.choice(parts)) for parts in (CHORE_TOOLS, CHORE_MIDDLES, CHORE_ENDS))
-        first = str(rng.choice(places))
+        first = str(rng.choice(furnished))
         second = str(rng.choice([p for p in anywhere if p != first]))
         steps = [f"find {tool}", "take it", f"go to {first}", middle]
         steps += [end] if rng.random() < 1 / 3 else [f"go to {second}", end]
