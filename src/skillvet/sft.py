@@ -153,9 +153,13 @@ def chore_skills(places: Sequence[str], count: int) -> list[str]:
     for i in range(count):
         title, steps = CHORES[i % len(CHORES)]
         first, second = rng.choice(len(places), size=2, replace=False)
-        when = f"the task is to {title[0].lower()}{title[1:]}"
-        out.append(Skill(title, when, steps.format(places[first], places[second])).text())
+        out.append(_chore_skill(title.lower(), steps.format(places[first], places[second])))
     return out
+
+
+def _chore_skill(chore: str, steps: str) -> str:
+    """The one-line skill for `chore` ("feed the cat"), titled with it and applying only to it."""
+    return Skill(chore[0].upper() + chore[1:], f"the task is to {chore}", steps).text()
 
 
 # Parts of chores that `mixed_chore_skills` draws one by one, so that chore blocks seldom repeat a
@@ -222,18 +226,15 @@ def mixed_chore_skills(places: Sequence[str], count: int) -> list[str]:
     rng = np.random.default_rng([0, 12])  # fixed: the same pool on every run
     furnished = list(places) + [p for p in CHORE_FURNITURE if p not in places]
     anywhere = furnished + list(CHORE_PLACES)
-    out: dict[str, None] = {}
-    for _ in range(100 * count):
-        if len(out) == count:
-            break
+    out: dict[str, None] = {}  # distinct, in drawing order
+    while len(out) < count:  # tens of millions of compositions: repeats are rare
         title = str(rng.choice(CHORE_TASKS))
         tool, middle, end = (str(rng.choice(parts)) for parts in (CHORE_TOOLS, CHORE_MIDDLES, CHORE_ENDS))
         first = str(rng.choice(furnished))
         second = str(rng.choice([p for p in anywhere if p != first]))
         steps = [f"find {tool}", "take it", f"go to {first}", middle]
         steps += [end] if rng.random() < 1 / 3 else [f"go to {second}", end]
-        text = Skill(title[0].upper() + title[1:], f"the task is to {title}", "; ".join(steps)).text()
-        out[text] = None
+        out[_chore_skill(title, "; ".join(steps))] = None
     return list(out)
 
 
