@@ -494,18 +494,21 @@ def test_mixed_chores_are_distinct_name_a_walked_place_first_and_no_word_of_the_
 
     walked = ["fridge", "sinkbasin", "cabinet", "drawer"]
     chores = mixed_chore_skills(walked, 200)
-    assert len(chores) == len(set(chores)) == 200
+    furnished = mixed_chore_skills(walked, 200, furniture=True)
+    assert len(chores) == len(set(chores)) == 200 == len(set(furnished))
     assert chores == mixed_chore_skills(walked, 200)  # the same pool every run
+    assert furnished == mixed_chore_skills(walked, 200, furniture=True)
     seconds = set()
     for text in chores:
         title, rest = text.split(". When: the task is to ", 1)
         assert rest.startswith(title[0].lower() + title[1:] + ". Procedure: find "), text
         places = re.findall(r"go to ([a-z ]+?);", text + ";")
-        assert places[0] in walked + list(CHORE_FURNITURE) and len(places) in (1, 2), text
+        assert places[0] in walked and len(places) in (1, 2), text  # first to a walked place
         seconds.update(places[1:])
-    firsts = {re.search(r"go to ([a-z]+)", t).group(1) for t in chores}
-    assert firsts & set(walked) and firsts & set(CHORE_FURNITURE)  # a walked place, or furniture of other rooms
     assert seconds & set(walked) and seconds & set(CHORE_PLACES)  # second walks inside and outside the room
+    firsts = {re.search(r"go to ([a-z]+)", t).group(1) for t in furnished}
+    assert firsts & set(walked) and firsts & set(CHORE_FURNITURE)  # a walked place, or furniture of other rooms
+    assert firsts <= set(walked) | set(CHORE_FURNITURE)
     assert len({re.search(r"find (.*?);", t).group(1) for t in chores}) > 20  # tools vary, not a dozen texts
     # none of the chores' words is a task type's verb or a word of the unseen example skills
     parts = " ".join(CHORE_TASKS + CHORE_TOOLS + CHORE_MIDDLES + CHORE_ENDS + CHORE_FURNITURE + CHORE_PLACES)
@@ -520,6 +523,8 @@ def test_mixed_chores_are_distinct_name_a_walked_place_first_and_no_word_of_the_
     assert not re.search(r"\b(heat|cool|clean|examine)", parts)
     with pytest.raises(ValueError, match="decoy_chores"):
         SftConfig(decoy_types=["pick_and_place"], decoy_chores_mixed=True)
+    with pytest.raises(ValueError, match="decoy_chores_mixed"):
+        SftConfig(decoy_types=["pick_and_place"], decoy_chores=4, decoy_chores_furniture=True)
 
 
 def test_own_procedure_blocks_name_the_heater_the_expert_uses():

@@ -321,7 +321,9 @@ class SftConfig:
     decoy_chores: int = 0
     """Skills for everyday chores that no task asks for ("Feed the cat. When: the task is to feed the cat. Procedure: find the cat food; take it; go to fridge; ..."), each naming two places the experts walk to, added to the decoy pool as one more kind (needs decoy_types): a block may then name the room's places with no word of any task type, and the expert still ignores it."""
     decoy_chores_mixed: bool = False
-    """Compose each chore of decoy_chores from parts drawn one by one (a chore, a tool, a middle and an end step out of some thirty of each, two places, the first a walked one or furniture other rooms have, the second perhaps outside the room: "Wrap a gift. When: the task is to wrap a gift. Procedure: find the pump; take it; go to drawer; dust it; go to the attic; tie a bow"), so that chore blocks seldom repeat a wording, instead of the twelve fixed chores."""
+    """Compose each chore of decoy_chores from parts drawn one by one (a chore, a tool, a middle and an end step out of some thirty of each, two places, the first a walked one, the second perhaps outside the room: "Wrap a gift. When: the task is to wrap a gift. Procedure: find the pump; take it; go to drawer; dust it; go to the attic; tie a bow"), so that chore blocks seldom repeat a wording, instead of the twelve fixed chores."""
+    decoy_chores_furniture: bool = False
+    """With decoy_chores_mixed, a chore's first walk may also go to furniture that other rooms have and this room may lack (bed, sofa, wardrobe, ...; never a desk), as a skill written for another room would."""
     decoy_consistency: float = 0.0
     """Weight of a term that asks each decoy demonstration for the answer distribution of the same step without the block: KL(without || with), over the whole vocabulary at each answer token (0: cross-entropy only). Sampling draws from the whole distribution, so a block can change a sampled episode even where the most likely action stays the expert's."""
     save_every: int = 0
@@ -341,6 +343,7 @@ class SftConfig:
         _require(self.decoy_chores >= 0, "sft.decoy_chores", "must be >= 0")
         _require(not self.decoy_chores or self.decoy_types, "sft.decoy_chores", "needs sft.decoy_types (chores join that pool)")
         _require(not self.decoy_chores_mixed or self.decoy_chores, "sft.decoy_chores_mixed", "needs sft.decoy_chores > 0")
+        _require(not self.decoy_chores_furniture or self.decoy_chores_mixed, "sft.decoy_chores_furniture", "needs sft.decoy_chores_mixed")
         _require(self.decoy_consistency >= 0.0, "sft.decoy_consistency", "must be >= 0")
         _require(self.tasks >= 1, "sft.tasks", "must be >= 1")
         _require(self.batch_size >= 1, "sft.batch_size", "must be >= 1")

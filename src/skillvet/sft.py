@@ -216,15 +216,15 @@ CHORE_PLACES = (
 )
 
 
-def mixed_chore_skills(places: Sequence[str], count: int) -> list[str]:
+def mixed_chore_skills(places: Sequence[str], count: int, furniture: bool = False) -> list[str]:
     """`count` distinct skills (one-line form) for chores composed of parts drawn one by one: a
     task of `CHORE_TASKS`, a tool, a middle and an end step, and two places, the first one of
-    `places` (walked by the experts) or of `CHORE_FURNITURE`, the second any of these or of
-    `CHORE_PLACES`; one in three has no second walk."""
+    `places` (walked by the experts), or with `furniture` also of `CHORE_FURNITURE`, the second
+    any of these or of `CHORE_PLACES`; one in three has no second walk."""
     if len(places) < 2:
         raise ValueError(f"chore skills need at least two places, got {list(places)}")
     rng = np.random.default_rng([0, 12])  # fixed: the same pool on every run
-    furnished = list(places) + [p for p in CHORE_FURNITURE if p not in places]
+    furnished = list(places) + ([p for p in CHORE_FURNITURE if p not in places] if furniture else [])
     anywhere = furnished + list(CHORE_PLACES)
     out: dict[str, None] = {}  # distinct, in drawing order
     while len(out) < count:  # tens of millions of compositions: repeats are rare
@@ -246,6 +246,7 @@ def decoy_pool(
     named: bool = False,
     chores: int = 0,
     mixed: bool = False,
+    furniture: bool = False,
 ) -> dict[str, list[str]]:
     """Up to `per_type` procedures of each type of `tasks`, each induced by the rule inducer from
     a different cluster of `cluster_size` won expert episodes of that type (the first tasks of
@@ -254,7 +255,8 @@ def decoy_pool(
     cluster's first episode ("find mug; take mug; ..."), as a skill written for one task names them.
     With `chores` > 0, that many skills for everyday chores (`chore_skills`, naming places the
     experts walk to) make one more kind, "chore", that no task has; with `mixed`, chores composed
-    of parts (`mixed_chore_skills`) instead of the twelve of `CHORES`."""
+    of parts (`mixed_chore_skills`, walking first to other rooms' furniture too with `furniture`)
+    instead of the twelve of `CHORES`."""
     by_type: dict[str, list[Task]] = {}
     for task in tasks:
         by_type.setdefault(task.task_type, []).append(task)
@@ -270,8 +272,8 @@ def decoy_pool(
             texts += [name_slots(text, *goal_slots(c[0].goal)) for text, c in zip(texts, clusters)]
         pool[task_type] = sorted(set(texts))
     if chores:
-        make = mixed_chore_skills if mixed else chore_skills
-        pool["chore"] = make(places_walked(walked), chores)
+        places = places_walked(walked)
+        pool["chore"] = mixed_chore_skills(places, chores, furniture) if mixed else chore_skills(places, chores)
     return pool
 
 

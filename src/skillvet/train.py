@@ -196,7 +196,7 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
         decoy_sources = [t for t in train_tasks if t.task_type in cfg.sft.decoy_types]
         pool = decoy_pool(source, decoy_sources, cfg.sft.decoy_procedures, cfg.skills.cluster_size,
                           named=cfg.sft.decoy_named, chores=cfg.sft.decoy_chores,
-                          mixed=cfg.sft.decoy_chores_mixed)
+                          mixed=cfg.sft.decoy_chores_mixed, furniture=cfg.sft.decoy_chores_furniture)
     if cfg.sft.steps and (cfg.sft.skills_share > 0 or cfg.sft.writing_demos > 0 or cfg.sft.skill_types or decoy_tasks):
         demos += skill_demos(source, demo_tasks, cfg.sft.skills_share, cfg.sft.writing_demos,
                              cfg.skills.cluster_size, cfg.sampling.history_length, cfg.run.seed,
