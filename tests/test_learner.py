@@ -137,3 +137,20 @@ def test_rows_of_one_group_shown_different_skills_are_different_contexts():
     context = {t: int(c) for t, c in zip(traj_of_row, rows.contexts)}
     assert len(set(context.values())) == 3
     assert context[0] != context[1] and context[3] == context[4]
+
+
+def test_zero_signal_share_counts_groups_whose_rows_all_have_zero_advantage():
+    from skillvet.learner import compute_advantages, zero_signal_share
+
+    all_fail = [_episode(0, i, [("s0", 0, True), ("s1", 0, True)]) for i in range(3)]
+    rows = compute_advantages(all_fail, AlgoConfig())
+    assert zero_signal_share(rows.advantages, rows.groups) == 1.0
+    mixed = [*all_fail, _episode(1, 0, [("t0", 10, True)]), _episode(1, 1, [("t0", 0, True), ("t1", 0, True)])]
+    rows = compute_advantages(mixed, AlgoConfig())
+    assert zero_signal_share(rows.advantages, rows.groups) == 0.5  # group 1 has a winner and a loser
+    rows = compute_advantages(mixed, AlgoConfig(estimator="grpo"))
+    assert zero_signal_share(rows.advantages, rows.groups) == 0.5
+    # an invalid-action penalty is a signal: the all-fail group is no longer flat
+    penalised = [_episode(0, 0, [("s0", 0, False), ("s1", 0, True)]), *all_fail[1:]]
+    rows = compute_advantages(penalised, AlgoConfig(invalid_penalty=0.1))
+    assert zero_signal_share(rows.advantages, rows.groups) == 0.0

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 
 from skillvet.skills.bank import Bank, Decision, Measurement
-from skillvet.skills.gate import Candidate, promotion, pruning, t_interval, utility
+from skillvet.skills.gate import Candidate, promotion, pruning, utility
 from skillvet.skills.induce import Attempt, goal_slots, induction_prompt, procedure, rule_skill
 from skillvet.skills.text import Skill, parse_skill, sanitize, skills_block
+from skillvet.stats import t_interval
 
 # ---------------------------------------------------------------------------------- text
 

@@ -136,3 +136,41 @@ def test_tensorboard_gets_the_same_numbers_as_metrics_jsonl(tmp_path):
     metrics = _lines(run.dir / "metrics.jsonl")
     assert rewards == pytest.approx([m["reward"] for m in metrics])
     assert [e.step for e in events.Scalars("eval/success_rate")] == [0, 2]
+
+
+def test_a_run_whose_groups_never_carry_signal_says_so(tmp_path, capsys):
+    """One step per episode: no household task can be won, every group scores 0 alike."""
+    from skillvet.train import no_signal_warning, start_run, train
+
+    cfg = load_config(None, [*SMALL, "env.max_steps=1", "train.iterations=2", f"run.out_dir={tmp_path}"])
+    run = start_run(cfg, quiet=True)
+    result = train(run)
+    metrics = _lines(run.dir / "metrics.jsonl")
+    assert [m["zero_signal_share"] for m in metrics] == [1.0, 1.0]
+    assert all(m["train_success"] == 0.0 and m["advantage_abs_mean"] == 0.0 for m in metrics)
+    assert "no learning signal in any of the 2 iterations" in capsys.readouterr().err
+    summary = json.loads((run.dir / "summary.json").read_text())
+    assert summary["warnings"] == result["warnings"] and "no rollout ever succeeded" in summary["warnings"][0]
+    # one iteration with signal is enough to stay quiet
+    assert no_signal_warning([*metrics, {**metrics[0], "zero_signal_share": 0.75}]) is None
+
+
+def test_the_run_directory_records_the_machine_and_the_chosen_warm_start(tmp_path):
+    import torch
+
+    from skillvet.train import start_run, train
+
+    cfg = load_config(None, [*SMALL, "sft.steps=4", "sft.val_every=2", "sft.val_tasks=3", "train.iterations=1",
+                             f"run.out_dir={tmp_path}"])
+    run = start_run(cfg, quiet=True)
+    result = train(run)
+    machine = json.loads((run.dir / "machine.json").read_text())
+    assert machine["cores"] >= 1 and machine["torch"] == torch.__version__ and machine["cpu"]
+    assert machine["torch_threads"] == 1  # model.threads=1
+    assert result["machine"]["cpu"] == machine["cpu"]
+    val = [x for x in _lines(run.dir / "sft.jsonl") if "val_accuracy" in x]
+    assert [x["step"] for x in val] == [2, 4]
+    best = max(val, key=lambda x: (x["val_accuracy"], -x["val_loss"]))
+    assert result["warm_start"]["step"] == best["step"] and result["warm_start"]["select"] == "best"
+    lo, hi = result["after_eval"]["ci95"]
+    assert lo <= result["after"] <= hi

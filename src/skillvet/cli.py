@@ -143,8 +143,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     except NonFiniteLoss as err:
         print(f"skillvet: training stopped: {err}. The last checkpoint is kept; resume with --resume.", file=sys.stderr)
         return 3
-    before = "n/a" if result["before"] is None else f"{result['before']:.1%}"
-    print(f"eval success before RL: {before} · after RL: {result['after']:.1%} · run: {result['run_dir']}")
+    def rate(brief: dict | None) -> str:
+        if brief is None:
+            return "n/a"
+        lo, hi = brief["ci95"]
+        return f"{brief['success_rate']:.1%} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+    print(f"eval success before RL: {rate(result['before_eval'])} · after RL: {rate(result['after_eval'])} "
+          f"(95% intervals) · run: {result['run_dir']}")
     return 0
 
 
@@ -152,8 +158,8 @@ def cmd_sft(args: argparse.Namespace) -> int:
     """Warm start alone: a model folder trained on expert demonstrations."""
     from pathlib import Path
 
-    from skillvet.evaluate import evaluate
-    from skillvet.train import start_run
+    from skillvet.evaluate import evaluate, format_summary
+    from skillvet.train import eval_seed, start_run
 
     cfg = load_config(args.recipe, [
         f"env.name={args.env}",
@@ -167,14 +173,17 @@ def cmd_sft(args: argparse.Namespace) -> int:
         raise SystemExit("skillvet: sft needs sft.steps > 0 (--steps N)")
     run = start_run(cfg, quiet=args.quiet, run_dir=args.out)
     out = Path(args.out) / "model-sft"  # a HF folder, or LoRA adapters naming their base in BASE
-    summary, _ = evaluate(
+    summary, _ = evaluate(  # as a run evaluates: its temperature and sampling seed
         run.policy,
         run.source,
         run.source.tasks(cfg.env.eval_split)[: cfg.eval.tasks],
         max_new_tokens=cfg.sampling.max_action_tokens,
+        temperature=cfg.eval.temperature,
         history_length=cfg.sampling.history_length,
+        seed=eval_seed(cfg),
     )
-    print(f"warm-started model: {out} · eval success {summary['success_rate']:.1%} on {summary['episodes']} {cfg.env.eval_split} tasks")
+    print(f"warm-started model: {out} · eval success on {cfg.env.eval_split} at temperature "
+          f"{cfg.eval.temperature}: {format_summary(summary)}")
     return 0
 
 
@@ -208,7 +217,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from skillvet.envs import make_source
-    from skillvet.evaluate import evaluate
+    from skillvet.evaluate import evaluate, format_summary
     from skillvet.train import eval_seed
 
     cfg, policy, run_dir = load_model_arg(args.model)
@@ -244,13 +253,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    print(
-        f"{args.model} on {source.name}/{split}: success {summary['success_rate']:.1%} "
-        f"({round(summary['success_rate'] * summary['episodes'])}/{summary['episodes']}) · "
-        f"mean steps {summary['mean_steps']:.1f} · invalid actions {summary['invalid_rate']:.1%} · env errors {summary['errors']}"
-    )
-    for task_type, row in summary["by_type"].items():
-        print(f"  {task_type:<24} {row['success_rate']:.1%} of {row['episodes']}")
+    print(f"{args.model} on {source.name}/{split}: success {format_summary(summary)}")
     return 0
 
 

@@ -296,6 +296,14 @@ class SftConfig:
     """Demonstration steps per optimizer step."""
     lr: float = 3e-3
     """Peak learning rate (linear warm-up over the first 5% of steps, cosine decay after)."""
+    recovery: float = 0.0
+    """Share of expert steps also demonstrated right after an injected invalid action (the previous action repeated where it is not admissible; the environment answers "Nothing happens."), answered with the expert's action: the warm start learns to go on after its own most common mistake instead of repeating it."""
+    val_tasks: int = 50
+    """Train-split tasks after the `tasks` demonstrated ones whose expert steps are held out as the validation set (0: none)."""
+    val_every: int = 100
+    """Validate every N SFT steps (and after the last): teacher-forced loss and action accuracy on the held-out expert steps."""
+    select: Literal["best", "last"] = "best"
+    """The warm start kept: the validation with the highest action accuracy (ties: the lower loss), or the last step's weights."""
     types: list[str] = field(default_factory=list)
     """Task types to demonstrate; empty means every type of the train split."""
     skills_share: float = 0.0
@@ -348,6 +356,9 @@ class SftConfig:
         _require(self.tasks >= 1, "sft.tasks", "must be >= 1")
         _require(self.batch_size >= 1, "sft.batch_size", "must be >= 1")
         _require(self.lr > 0, "sft.lr", "must be > 0")
+        _require(0.0 <= self.recovery <= 1.0, "sft.recovery", "must be in [0, 1]")
+        _require(self.val_tasks >= 0, "sft.val_tasks", "must be >= 0")
+        _require(self.val_every >= 1, "sft.val_every", "must be >= 1")
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Evaluation: play the first tasks of a split once each and report success, overall and per
-task type."""
+task type, each with its 95% Wilson interval."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
 from skillvet.rollout import Episode, rollout
+from skillvet.stats import format_rate, wilson_interval
 from skillvet.types import Task
 
 
@@ -20,17 +21,35 @@ def summarize(episodes: Sequence[Episode]) -> dict:
     for e in episodes:
         by_type[e.task.task_type].append(e)
     steps = sum(len(e.steps) for e in episodes)
+    wins = sum(e.won for e in episodes)
     return {
-        "success_rate": sum(e.won for e in episodes) / max(len(episodes), 1),
+        "success_rate": wins / max(len(episodes), 1),
+        "successes": wins,
         "episodes": len(episodes),
+        "ci95": list(wilson_interval(wins, len(episodes))),
         "mean_steps": steps / max(len(episodes), 1),
         "invalid_rate": sum(e.invalid_steps for e in episodes) / max(steps, 1),
         "errors": sum(e.error is not None for e in episodes),
-        "by_type": {
-            t: {"success_rate": sum(e.won for e in es) / len(es), "episodes": len(es)}
-            for t, es in sorted(by_type.items())
-        },
+        "by_type": {t: _rate(es) for t, es in sorted(by_type.items())},
     }
+
+
+def _rate(episodes: Sequence[Episode]) -> dict:
+    wins = sum(e.won for e in episodes)
+    return {"success_rate": wins / len(episodes), "successes": wins, "episodes": len(episodes),
+            "ci95": list(wilson_interval(wins, len(episodes)))}
+
+
+def format_summary(summary: dict, indent: str = "  ") -> str:
+    """Lines for a summary: the success rate with its 95% interval and counts, then one line per
+    task type."""
+    lines = [
+        f"{format_rate(summary['successes'], summary['episodes'])} · mean steps {summary['mean_steps']:.1f} "
+        f"· invalid actions {summary['invalid_rate']:.1%} · env errors {summary['errors']}"
+    ]
+    for task_type, row in summary["by_type"].items():
+        lines.append(f"{indent}{task_type:<24} {format_rate(row['successes'], row['episodes'])}")
+    return "\n".join(lines)
 
 
 def evaluate(

@@ -59,6 +59,19 @@ class Rows:
     contexts: np.ndarray | None = None
     """Each row's context: rows of one task group shown the same skills share their prompt's
     head (chat header, task, skills block), so the learner batches them together."""
+    groups: np.ndarray | None = None
+    """Each row's episode group (the task it played)."""
+
+
+def zero_signal_share(advantages_N: np.ndarray, groups_N: np.ndarray, tol: float = 1e-9) -> float:
+    """Share of episode groups whose every row has advantage 0 (|A| <= tol): groups whose
+    rollouts all scored alike, from which the policy-gradient term learns nothing."""
+    if len(advantages_N) == 0:
+        return 1.0
+    _, group_N = np.unique(groups_N, return_inverse=True)
+    peak_G = np.zeros(group_N.max() + 1)
+    np.maximum.at(peak_G, group_N, np.abs(advantages_N))
+    return float((peak_G <= tol).mean())
 
 
 def compute_advantages(episodes: Sequence[Episode], algo: AlgoConfig) -> Rows:
@@ -85,7 +98,7 @@ def compute_advantages(episodes: Sequence[Episode], algo: AlgoConfig) -> Rows:
     n = len(prompts)
     if n == 0:
         empty = np.zeros(0)
-        return Rows([], [], [], empty, empty.astype(np.int64), empty.astype(np.int64))
+        return Rows([], [], [], empty, empty.astype(np.int64), empty.astype(np.int64), empty.astype(np.int64))
     traj_N = np.asarray(traj)
     penalty_N = np.asarray(penalties)
     score_N = np.asarray(returns_by_traj)[traj_N] - penalty_N
@@ -118,7 +131,8 @@ def compute_advantages(episodes: Sequence[Episode], algo: AlgoConfig) -> Rows:
         adv = rloo_advantages(traj_score, [e.group for e in used])[traj_N]
     else:
         raise ValueError(f"unknown estimator {algo.estimator!r}")
-    return Rows(prompts, responses, olds, np.asarray(adv, dtype=np.float64), sizes_N, np.asarray(contexts))
+    return Rows(prompts, responses, olds, np.asarray(adv, dtype=np.float64), sizes_N, np.asarray(contexts),
+                np.asarray(groups))
 
 
 @dataclass

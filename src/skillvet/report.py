@@ -21,6 +21,7 @@ import numpy as np
 
 from skillvet.config import load_config, to_dict
 from skillvet.jsonl import read_jsonl
+from skillvet.stats import format_rate, t_interval
 
 
 def load_run(run_dir: str | Path) -> dict:
@@ -138,10 +139,18 @@ def run_figures(run: dict, out: Path) -> list[tuple[str, Path]]:
         fig.savefig(out / "step_groups.png")
         plt.close(fig)
         figs.append(("Distribution of step-group sizes over training: size 1 gets no step-level signal.", out / "step_groups.png"))
-    if run["sft"]:
-        figs.append(("Warm-start (SFT) loss.", _line_figure(
-            out / "sft_loss.png", "Warm-start loss", "cross-entropy",
-            {"sft": ([s["step"] for s in run["sft"]], [s["loss"] for s in run["sft"]])})))
+    train_loss = [s for s in run["sft"] if "loss" in s]
+    val = [s for s in run["sft"] if "val_loss" in s]
+    if train_loss:
+        lines = {"train": ([s["step"] for s in train_loss], [s["loss"] for s in train_loss])}
+        if val:
+            lines["validation"] = ([s["step"] for s in val], [s["val_loss"] for s in val])
+        figs.append(("Warm-start (SFT) loss, on the training batches and on the held-out expert steps.", _line_figure(
+            out / "sft_loss.png", "Warm-start loss", "cross-entropy", lines)))
+    if val:
+        figs.append(("Warm-start action accuracy on the held-out expert steps (the whole answer the most likely).",
+                     _line_figure(out / "sft_accuracy.png", "Warm-start validation", "action accuracy",
+                                  {"validation": ([s["step"] for s in val], [s["val_accuracy"] for s in val])})))
     return figs
 
 
@@ -184,7 +193,12 @@ def _summary_table(run: dict) -> str:
         ("iterations done", f"{len(run['metrics'])} of {cfg['train']['iterations']}"),
     ]
     for e in run["eval"]:
-        rows.append((f"eval {e['stage']} (iteration {e['iteration']})", f"{e['success_rate']:.1%} of {e['episodes']} tasks"))
+        wins = e.get("successes", round(e["success_rate"] * e["episodes"]))
+        rows.append((f"eval {e['stage']} (iteration {e['iteration']})", f"{format_rate(wins, e['episodes'])} (95% interval)"))
+    machine = run["dir"] / "machine.json" if isinstance(run.get("dir"), Path) else None
+    if machine is not None and machine.is_file():
+        m = json.loads(machine.read_text())
+        rows.append(("machine", f"{m['cpu']} ({m['cores']} cores, {m['torch_threads']} threads), torch {m['torch']}"))
     return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows) + "</table>"
 
 
@@ -298,7 +312,10 @@ def compare(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> tu
             "before_mean": float(np.mean(befores_ok)) if befores_ok else None,
             "after_mean": float(np.mean(finals_ok)) if finals_ok else None,
             "after_std": float(np.std(finals_ok, ddof=1)) if len(finals_ok) > 1 else 0.0,
+            "after_ci95": list(t_interval(finals_ok, 0.95)) if len(finals_ok) > 1 else None,
             "after_each": finals_ok,
+            "after_by_seed": {m["config"]["run"]["seed"]: f for m, f in zip(members, finals) if f is not None},
+            "after_by_type": _by_type_over_seeds(members),
             "dirs": [str(m["dir"]) for m in members],
             "_members": members,
         })
@@ -346,6 +363,34 @@ def compare(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> tu
     return rows, fig_path
 
 
+def _by_type_over_seeds(members: list[dict]) -> dict:
+    """Task type -> mean, std and 95% t interval over seeds of the final eval's success."""
+    per_type: dict[str, list[float]] = defaultdict(list)
+    for m in members:
+        after = next((e for e in m["eval"] if e["stage"] == "after"), None)
+        for t, v in (after or {}).get("by_type", {}).items():
+            per_type[t].append(v["success_rate"])
+    return {t: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
+                "ci95": list(t_interval(v, 0.95)) if len(v) > 1 else None, "seeds": len(v)}
+            for t, v in sorted(per_type.items())}
+
+
+def paired_differences(rows: list[dict]) -> list[dict]:
+    """For each two recipes that share at least two seeds: the mean over shared seeds of
+    (first - second) in final eval success, with its 95% t interval (seeds are the pairs)."""
+    out = []
+    for i, a in enumerate(rows):
+        for b in rows[i + 1 :]:
+            seeds = sorted(set(a["after_by_seed"]) & set(b["after_by_seed"]))
+            if len(seeds) < 2:
+                continue
+            diffs = [a["after_by_seed"][s] - b["after_by_seed"][s] for s in seeds]
+            lo, hi = t_interval(diffs, 0.95)
+            out.append({"first": a["recipe"], "second": b["recipe"], "seeds": seeds, "mean": float(np.mean(diffs)),
+                        "ci95": [lo, hi], "each": diffs})
+    return out
+
+
 def format_table(rows: list[dict]) -> str:
     lines = [
         "| recipe | estimator | seeds | eval success before RL (mean) | eval success after RL (mean ± std) | each seed |",
@@ -354,6 +399,26 @@ def format_table(rows: list[dict]) -> str:
     for r in rows:
         before = "n/a" if r["before_mean"] is None else f"{r['before_mean']:.1%}"
         after = "n/a" if r["after_mean"] is None else f"{r['after_mean']:.1%} ± {r['after_std']:.1%}"
+        if r.get("after_ci95"):
+            after += f" [{100 * r['after_ci95'][0]:.1f}, {100 * r['after_ci95'][1]:.1f}]"
         each = ", ".join(f"{x:.1%}" for x in r["after_each"])
         lines.append(f"| {r['recipe']} | {r['estimator']} | {', '.join(map(str, r['seeds']))} | {before} | {after} | {each} |")
+    types = sorted({t for r in rows for t in r.get("after_by_type", {})})
+    if types:
+        lines += ["", "| recipe | " + " | ".join(types) + " |", "| --- |" + " ---: |" * len(types)]
+        for r in rows:
+            cells = []
+            for t in types:
+                v = r["after_by_type"].get(t)
+                cells.append("n/a" if v is None else f"{v['mean']:.1%} ± {v['std']:.1%}")
+            lines.append(f"| {r['recipe']} | " + " | ".join(cells) + " |")
+    pairs = paired_differences(rows)
+    if pairs:
+        lines += ["", "| paired difference (same seeds) | seeds | mean [95% interval] | each seed |", "| --- | --- | ---: | --- |"]
+        for p in pairs:
+            each = ", ".join(f"{100 * d:+.1f}" for d in p["each"])
+            lines.append(f"| {p['first']} - {p['second']} | {', '.join(map(str, p['seeds']))} | "
+                         f"{100 * p['mean']:+.1f} [{100 * p['ci95'][0]:+.1f}, {100 * p['ci95'][1]:+.1f}] points | {each} |")
+    lines += ["", "Success rates are means over seeds ± their standard deviation, with the 95% Student t interval "
+              "of the mean in brackets (points)."]
     return "\n".join(lines)

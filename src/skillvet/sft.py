@@ -33,7 +33,7 @@ from skillvet.skills.induce import (
     rule_skill,
 )
 from skillvet.skills.text import Skill
-from skillvet.types import Task
+from skillvet.types import StepResult, Task
 
 
 @dataclass(frozen=True)
@@ -55,35 +55,62 @@ def expert_demos(
     history_length: int = 2,
     skills: Callable[[Task, str], Sequence[str]] | None = None,
     keep_plain: bool = False,
+    recovery: float = 0.0,
+    seed: int = 0,
+    max_steps: int | None = None,
 ) -> list[Demo]:
     """One demonstration per expert step of each task (the expert's episode replayed).
 
     `skills(task, goal)` gives the skills block shown in that task's prompts (none if omitted);
     with `keep_plain`, each demonstration also keeps its prompt without the block.
+    With `recovery` > 0, that share of the expert's steps (after the first) is demonstrated a
+    second time right after an injected invalid action: the previous action repeated where it is
+    no longer admissible (walking again to the place one stands at, taking an object already
+    taken). The environment answers "Nothing happens." and its state stays, so the expert's next
+    action is still right, and the model learns to go on from its own most common mistake, a
+    state the expert alone never shows. Steps where the repeat would be admissible, and
+    environments that list no admissible actions, get no injection; with `max_steps` (the
+    episode's step limit) neither do steps where it would leave too few steps for the rest of
+    the expert's plan.
     """
+    rng = np.random.default_rng([seed, 8])
     demos: list[Demo] = []
     for task in tasks:
         env = source.make(task)
         result = env.reset()
         shown = tuple(skills(task, result.task)) if skills is not None else ()
         history: list[Turn] = []
-        for action in source.expert(task):
-            prompt = build_prompt(
-                result.task, result.observation, history, result.admissible, skills=shown,
-                history_length=history_length,
-            )
-            plain = (
-                build_prompt(result.task, result.observation, history, result.admissible, history_length=history_length)
-                if keep_plain
-                else ""
-            )
-            demos.append(Demo(prompt, answer_text(action), task.task_type, plain))
+
+        plan = source.expert(task)
+        for k, action in enumerate(plan):
+            demos.append(_demo(task, result, history, action, shown, history_length, keep_plain))
+            previous = history[-1].action if history else None
+            room = max_steps is None or len(history) + 1 + len(plan) - k <= max_steps
+            if (recovery > 0 and previous is not None and result.admissible and room
+                    and previous not in result.admissible and rng.random() < recovery):
+                result = env.step(previous)
+                history.append(Turn(previous, result.observation))
+                if result.action_valid:
+                    raise RuntimeError(f"{source.name}: {previous!r} was not listed as admissible yet changed the state")
+                if result.done:
+                    break
+                demos.append(_demo(task, result, history, action, shown, history_length, keep_plain))
             result = env.step(action)
             history.append(Turn(action, result.observation))
             if result.done:
                 break
         env.close()
     return demos
+
+
+def _demo(task: Task, result: StepResult, history: Sequence[Turn], action: str, shown: Sequence[str],
+          history_length: int, keep_plain: bool) -> Demo:
+    """The demonstration of `action` at the step `result` shows, after `history`."""
+    prompt = build_prompt(result.task, result.observation, history, result.admissible, skills=shown,
+                          history_length=history_length)
+    plain = (build_prompt(result.task, result.observation, history, result.admissible, history_length=history_length)
+             if keep_plain else "")
+    return Demo(prompt, answer_text(action), task.task_type, plain)
 
 
 def check_task_types(cfg: SftConfig, known: Sequence[str], split: str) -> None:
@@ -380,25 +407,80 @@ def lr_at(step: int, total: int, peak: float) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+@dataclass(frozen=True)
+class Validation:
+    """The warm start measured on held-out expert steps, teacher-forced."""
+
+    step: int
+    """SFT steps taken when measured."""
+    loss: float
+    """Cross-entropy per answer token."""
+    accuracy: float
+    """Share of held-out steps whose whole answer (every token, end of turn included) is the
+    model's most likely continuation: the expert's action would come out of greedy decoding."""
+
+
+@dataclass
+class SftResult:
+    losses: list[float]
+    """The training loss of every step."""
+    validations: list[Validation]
+    """Every validation, in order (empty without held-out steps)."""
+    chosen: Validation | None
+    """The validation whose weights the policy holds at the end (None without held-out steps)."""
+
+
+@torch.no_grad()
+def validate(policy: Policy, prompts: Sequence[list[int]], answers: Sequence[list[int]], step: int,
+             batch_size: int = 64) -> Validation:
+    """Teacher-forced loss and action accuracy of `policy` on encoded demonstrations."""
+    was_training = policy.model.training
+    policy.model.eval()
+    loss_sum, tokens, exact = 0.0, 0.0, 0
+    for start in range(0, len(prompts), batch_size):
+        logp_all, target, mask = policy.answer_distributions(
+            prompts[start : start + batch_size], answers[start : start + batch_size]
+        )
+        logp = logp_all.gather(-1, target[..., None]).squeeze(-1)
+        loss_sum += float(-(logp * mask).sum())
+        tokens += float(mask.sum())
+        hit = (logp_all.argmax(-1) == target) | (mask == 0)
+        exact += int(hit.all(-1).sum())
+    policy.model.train(was_training)
+    return Validation(step, loss_sum / max(tokens, 1.0), exact / max(len(prompts), 1))
+
+
+def _better(a: Validation, b: Validation | None) -> bool:
+    return b is None or (a.accuracy, -a.loss) > (b.accuracy, -b.loss)
+
+
 def supervised(
     policy: Policy,
     demos: Sequence[Demo],
     cfg: SftConfig,
     seed: int,
     on_step: Callable[[int, float], None] | None = None,
-) -> list[float]:
-    """`cfg.steps` AdamW steps on random batches of demos; returns the loss of each step.
+    val: Sequence[Demo] = (),
+    on_validation: Callable[[Validation], None] | None = None,
+) -> SftResult:
+    """`cfg.steps` AdamW steps on random batches of demos (learning rate by `lr_at`).
 
     The loss is the cross-entropy of the answer tokens. With `cfg.decoy_consistency` > 0, each
     decoy demonstration of a batch also adds that weight times KL(answer distribution without the
     block || with it), over the whole vocabulary at each answer token, the side without the block
     held fixed: a block that holds no skill for the task should leave every probability as it was,
     not only the expert's action most likely.
+
+    With held-out demonstrations `val`, the policy is validated every `cfg.val_every` steps and
+    after the last; with `cfg.select == "best"` it ends with the weights of the best validation
+    (highest action accuracy, then lowest loss), otherwise with the last step's.
     """
     if not demos:
         raise ValueError("no demonstrations: the expert produced no steps for these tasks")
     prompts = [policy.encode_prompt(d.prompt) for d in demos]
     answers = [policy.encode_answer(d.answer) for d in demos]
+    val_prompts = [policy.encode_prompt(d.prompt) for d in val]
+    val_answers = [policy.encode_answer(d.answer) for d in val]
     plain = (
         {i: policy.encode_prompt(d.plain_prompt) for i, d in enumerate(demos) if d.plain_prompt}
         if cfg.decoy_consistency > 0
@@ -408,6 +490,9 @@ def supervised(
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
     policy.model.train()
     losses: list[float] = []
+    validations: list[Validation] = []
+    best: Validation | None = None
+    best_state: dict[str, torch.Tensor] | None = None
     for step in range(cfg.steps):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg.steps, cfg.lr)
@@ -430,5 +515,19 @@ def supervised(
         losses.append(float(loss.detach()))
         if on_step is not None:
             on_step(step, losses[-1])
+        done = step + 1
+        if val_prompts and (done % cfg.val_every == 0 or done == cfg.steps):
+            measured = validate(policy, val_prompts, val_answers, done)
+            validations.append(measured)
+            if on_validation is not None:
+                on_validation(measured)
+            if _better(measured, best):
+                best = measured
+                if cfg.select == "best" and done < cfg.steps:
+                    best_state = policy.trainable_state()
+    chosen = validations[-1] if validations else None
+    if cfg.select == "best" and best is not None and best.step != cfg.steps and best_state is not None:
+        policy.load_trainable_state(best_state)
+        chosen = best
     policy.model.eval()
-    return losses
+    return SftResult(losses, validations, chosen)

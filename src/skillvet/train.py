@@ -42,13 +42,15 @@ import torch
 
 from skillvet.config import Config, load_config, save_config
 from skillvet.envs import TaskSource, make_source
-from skillvet.evaluate import evaluate, summarize
+from skillvet.evaluate import evaluate, format_summary, summarize
 from skillvet.jsonl import append_jsonl, keep_through, read_jsonl
-from skillvet.learner import compute_advantages, update
+from skillvet.learner import compute_advantages, update, zero_signal_share
+from skillvet.machine import machine_info
 from skillvet.policy.hf import Policy
 from skillvet.policy.models import build_tiny, chatml_text, resolve
 from skillvet.rollout import rollout
 from skillvet.sft import (
+    Validation,
     check_task_types,
     decoy_pool,
     expert_demos,
@@ -57,6 +59,7 @@ from skillvet.sft import (
     supervised,
 )
 from skillvet.skills.sapo import SkillVetting
+from skillvet.stats import wilson_interval
 
 
 def _seed(cfg: Config, iteration: int, stream: int) -> int:
@@ -182,15 +185,19 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
     path.mkdir(parents=True, exist_ok=True)
     print(f"run directory: {path}", file=sys.stdout if quiet else sys.stderr, flush=True)
     save_config(cfg, path / "config.yaml")
+    (path / "machine.json").write_text(json.dumps(machine_info(), indent=2) + "\n")
     source = make_source(cfg.env)
     torch.manual_seed(cfg.run.seed)
     train_tasks = source.tasks(cfg.env.train_split)
     if cfg.sft.steps:
         check_task_types(cfg.sft, [t.task_type for t in train_tasks], cfg.env.train_split)
     demo_types = set(cfg.sft.types)
-    demo_tasks = [t for t in train_tasks if not demo_types or t.task_type in demo_types][: cfg.sft.tasks]
+    demo_pool = [t for t in train_tasks if not demo_types or t.task_type in demo_types]
+    demo_tasks = demo_pool[: cfg.sft.tasks]
+    val_tasks = demo_pool[cfg.sft.tasks : cfg.sft.tasks + cfg.sft.val_tasks]
     plain_tasks, decoy_tasks = plain_and_decoy_tasks(demo_tasks, cfg.sft, cfg.run.seed)
-    demos = expert_demos(source, plain_tasks, cfg.sampling.history_length) if cfg.sft.steps else []
+    demos = expert_demos(source, plain_tasks, cfg.sampling.history_length, recovery=cfg.sft.recovery,
+                         seed=cfg.run.seed, max_steps=cfg.env.max_steps) if cfg.sft.steps else []
     pool = None
     if cfg.sft.steps and cfg.sft.decoy_types and decoy_tasks:
         decoy_sources = [t for t in train_tasks if t.task_type in cfg.sft.decoy_types]
@@ -226,8 +233,21 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
                 if cfg.sft.save_every and (step + 1) % cfg.sft.save_every == 0 and step + 1 < cfg.sft.steps:
                     policy.save(path / f"model-sft-step{step + 1}")
 
-            losses = supervised(policy, demos, cfg.sft, cfg.run.seed, on_step=on_step)
-        _say(run, f"warm start done: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+            def on_validation(v: Validation) -> None:
+                append_jsonl(path / "sft.jsonl", {"step": v.step, "val_loss": v.loss, "val_accuracy": v.accuracy})
+                _say(run, f"sft step {v.step}: validation loss {v.loss:.4f}, action accuracy {v.accuracy:.1%}")
+
+            val = expert_demos(source, val_tasks, cfg.sampling.history_length)
+            result = supervised(policy, demos, cfg.sft, cfg.run.seed, on_step=on_step, val=val,
+                                on_validation=on_validation)
+        chosen = result.chosen
+        _say(run, f"warm start done: loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}" + (
+            f"; kept the {cfg.sft.select} validation, step {chosen.step}: action accuracy "
+            f"{chosen.accuracy:.1%} on {len(val)} held-out expert steps" if chosen else ""))
+        if chosen is not None:
+            warm_start = {"select": cfg.sft.select, "step": chosen.step, "val_loss": chosen.loss,
+                          "val_accuracy": chosen.accuracy, "val_steps": len(val)}
+            (path / "warm_start.json").write_text(json.dumps(warm_start, indent=2) + "\n")
         if cfg.model.lora:
             adapter = str(path / "model-sft")
             policy.save(adapter)
@@ -317,11 +337,7 @@ def run_eval(run: Run, iteration: int, stage: str) -> dict:
     append_jsonl(run.path("eval.jsonl"), record)
     if run.loggers is not None:
         run.loggers.log("eval", record, iteration)
-    _say(
-        run,
-        f"eval {stage} (iteration {iteration}): success {summary['success_rate']:.1%} "
-        f"over {summary['episodes']} {cfg.env.eval_split} tasks, invalid {summary['invalid_rate']:.1%}",
-    )
+    _say(run, f"eval {stage} (iteration {iteration}) on {cfg.env.eval_split}: success {format_summary(summary)}")
     return record
 
 
@@ -395,6 +411,7 @@ def train_iteration(run: Run, iteration: int) -> dict:
         "step_group_singleton_share": float((sizes == 1).mean()) if len(sizes) else 0.0,
         "step_group_size_hist": np.bincount(np.minimum(sizes, 16), minlength=17)[1:].tolist() if len(sizes) else [],
         "advantage_abs_mean": float(np.abs(rows.advantages).mean()) if len(sizes) else 0.0,
+        "zero_signal_share": zero_signal_share(rows.advantages, rows.groups),
         "loss": learned["loss"],
         "pg_loss": learned["pg"],
         "kl": learned["kl"],
@@ -432,13 +449,15 @@ def train(run: Run) -> dict:
             if iteration % cfg.train.checkpoint_every == 0 or iteration == cfg.train.iterations:
                 save_checkpoint(run, iteration)
             bar.update(1)
-            bar.set_postfix(success=f"{record['train_success']:.2f}", kl=f"{record['kl']:.3f}")
+            bar.set_postfix(success=f"{record['train_success']:.2f}", zero_signal=f"{record['zero_signal_share']:.2f}",
+                            kl=f"{record['kl']:.3f}")
             if run.quiet:
                 _say(
                     run,
                     f"iter {iteration}/{cfg.train.iterations} success {record['train_success']:.3f} "
                     f"reward {record['reward']:.2f} len {record['episode_length']:.1f} "
-                    f"invalid {record['invalid_rate']:.3f} kl {record['kl']:.4f} "
+                    f"invalid {record['invalid_rate']:.3f} zero-signal {record['zero_signal_share']:.2f} "
+                    f"kl {record['kl']:.4f} "
                     f"rollout {record['time_rollout_s']:.1f}s learner {record['time_learner_s']:.1f}s"
                     + (
                         f" | skills U {record['skills_U']} base {record['skills_base_success']:.2f}"
@@ -455,14 +474,45 @@ def train(run: Run) -> dict:
         run.policy.save(run.path("model"))
         after = run_eval(run, cfg.train.iterations, "after")
     before = next((r for r in evals if r["stage"] == "before"), None)
+    warning = no_signal_warning(read_jsonl(run.path("metrics.jsonl")))
+    if warning:
+        print(f"skillvet: warning: {warning}", file=sys.stderr, flush=True)
+    warm = run.path("warm_start.json")
     result = {
         "run_dir": str(run.dir),
         "before": before["success_rate"] if before else None,
         "after": after["success_rate"],
+        "before_eval": _eval_brief(before) if before else None,
+        "after_eval": _eval_brief(after),
         "iterations": cfg.train.iterations,
+        "warm_start": json.loads(warm.read_text()) if warm.is_file() else None,
+        "warnings": [warning] if warning else [],
+        "machine": machine_info(),
     }
     run.path("summary.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _eval_brief(record: dict) -> dict:
+    keys = ("success_rate", "successes", "episodes", "ci95", "invalid_rate", "by_type")
+    brief = {k: record[k] for k in keys if k in record}
+    if "ci95" not in brief:  # an eval line written before intervals were recorded
+        brief["successes"] = round(brief["success_rate"] * brief["episodes"])
+        brief["ci95"] = list(wilson_interval(brief["successes"], brief["episodes"]))
+    return brief
+
+
+def no_signal_warning(metrics: list[dict]) -> str | None:
+    """The warning for a run in which no iteration's groups carried any signal, else None."""
+    if not metrics or any(m.get("zero_signal_share", 0.0) < 1.0 for m in metrics):
+        return None
+    success = float(np.mean([m["train_success"] for m in metrics]))
+    cause = ("no rollout ever succeeded" if success == 0.0 else "every rollout succeeded" if success == 1.0
+             else "every group's rollouts scored alike")
+    return (f"no learning signal in any of the {len(metrics)} iterations: in every group {cause} "
+            f"(train success {success:.1%}), so every advantage and the policy-gradient loss were 0 and only "
+            f"the KL term moved the policy. Start from a stronger warm start (sft.steps, sft.recovery; "
+            f"see its validation accuracy in sft.jsonl) or give the tasks more steps (env.max_steps).")
 
 
 def main_train(cfg: Config | None, resume: str | None, quiet: bool) -> dict:

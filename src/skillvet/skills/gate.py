@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from skillvet.skills.bank import Decision
+from skillvet.stats import t_interval
 
 
 @dataclass(frozen=True)
@@ -46,19 +47,6 @@ def task_utility(base_P: Sequence[float], augmented_P: Sequence[float]) -> float
     if not base_P or not augmented_P:
         raise ValueError("a task needs rewards in both halves")
     return float(np.mean(augmented_P) - np.mean(base_P))
-
-
-def t_interval(values: Sequence[float], confidence: float) -> tuple[float, float]:
-    """Two-sided Student t interval of the mean; (-inf, inf) with fewer than two values."""
-    from scipy.stats import t
-
-    x = np.asarray(values, dtype=np.float64)
-    if len(x) < 2:
-        return -math.inf, math.inf
-    mean = float(x.mean())
-    se = float(x.std(ddof=1)) / math.sqrt(len(x))
-    half = float(t.ppf(0.5 + confidence / 2, df=len(x) - 1)) * se
-    return mean - half, mean + half
 
 
 def utility(base_KP: Sequence[Sequence[float]], augmented_KP: Sequence[Sequence[float]], confidence: float) -> Utility:

@@ -1,0 +1,89 @@
+"""The supervised warm start: held-out validation and the weights it keeps, and recovery
+demonstrations after an injected invalid action."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from skillvet.config import HouseholdConfig, ModelConfig, SftConfig, TinyModelConfig  # noqa: E402
+from skillvet.envs.household import HouseholdSource  # noqa: E402
+from skillvet.envs.protocol import NOTHING_HAPPENS  # noqa: E402
+from skillvet.policy.hf import Policy  # noqa: E402
+from skillvet.policy.models import build_tiny, chatml_text  # noqa: E402
+from skillvet.prompts import parse_action  # noqa: E402
+from skillvet.sft import expert_demos, supervised, validate  # noqa: E402
+
+TINY = TinyModelConfig(layers=1, hidden=48, heads=2, vocab_size=400, tokenizer_tasks=10)
+
+
+@pytest.fixture(scope="module")
+def source() -> HouseholdSource:
+    return HouseholdSource(HouseholdConfig(), max_steps=20)
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory, source):
+    demos = expert_demos(source, source.tasks("train")[:10])
+    return build_tiny([chatml_text(d.prompt, d.answer) for d in demos], TINY, tmp_path_factory.mktemp("tiny"), seed=0)
+
+
+def _policy(folder) -> Policy:
+    return Policy.load(folder, ModelConfig(tiny=TINY, device="cpu", threads=1))
+
+
+def test_validation_is_logged_on_schedule_and_the_best_weights_are_kept(model_folder, source):
+    train = expert_demos(source, source.tasks("train")[:12])
+    val = expert_demos(source, source.tasks("train")[12:16])
+    policy = _policy(model_folder)
+    seen = []
+    # a peak learning rate high enough that the last step is not reliably the best
+    result = supervised(policy, train, SftConfig(steps=30, batch_size=8, lr=3e-2, val_every=10), seed=0, val=val,
+                        on_validation=seen.append)
+    assert [v.step for v in result.validations] == [10, 20, 30] and seen == result.validations
+    best = max(result.validations, key=lambda v: (v.accuracy, -v.loss))
+    assert result.chosen == best
+    prompts = [policy.encode_prompt(d.prompt) for d in val]
+    answers = [policy.encode_answer(d.answer) for d in val]
+    again = validate(policy, prompts, answers, step=30)
+    assert again.accuracy == pytest.approx(best.accuracy) and again.loss == pytest.approx(best.loss, rel=1e-4)
+    assert 0.0 <= best.accuracy <= 1.0 and best.loss < result.losses[0]
+
+    last = _policy(model_folder)
+    kept = supervised(last, train, SftConfig(steps=30, batch_size=8, lr=3e-2, val_every=10, select="last"),
+                      seed=0, val=val)
+    assert kept.chosen == kept.validations[-1]
+    assert validate(last, prompts, answers, step=30).loss == pytest.approx(kept.validations[-1].loss, rel=1e-4)
+
+
+def test_accuracy_counts_a_step_right_only_when_its_whole_answer_is_the_most_likely(model_folder, source):
+    policy = _policy(model_folder)
+    demos = expert_demos(source, source.tasks("train")[:6])
+    supervised(policy, demos, SftConfig(steps=80, batch_size=16, lr=1e-2), seed=0)
+    prompts = [policy.encode_prompt(d.prompt) for d in demos]
+    answers = [policy.encode_answer(d.answer) for d in demos]
+    measured = validate(policy, prompts, answers, step=0)
+    greedy = policy.generate(prompts, max_new_tokens=max(len(a) for a in answers) + 1, temperature=0.0, stop_text=None)
+    by_hand = sum(g.ids[: len(a)] == a for g, a in zip(greedy, answers)) / len(answers)
+    assert measured.accuracy == pytest.approx(by_hand)
+
+
+def test_recovery_demos_answer_an_invalid_repeat_with_the_experts_next_action(source):
+    tasks = source.tasks("train")[:40]
+    plain = expert_demos(source, tasks)
+    recovered = expert_demos(source, tasks, recovery=0.5, seed=3, max_steps=source.max_steps)
+    assert not any(NOTHING_HAPPENS in d.prompt for d in plain)
+    injected = [d for d in recovered if d.prompt.split("Current observation")[1].count(NOTHING_HAPPENS)]
+    assert 0.25 * len(plain) < len(injected) < 0.6 * len(plain)
+    assert len(recovered) == len(plain) + len(injected)  # no expert step was cut off by the step limit
+    # each injected step is followed by the same expert action as the clean step before it
+    index = {id(d): i for i, d in enumerate(recovered)}
+    for d in injected:
+        before = recovered[index[id(d)] - 1]
+        assert parse_action(d.answer) == parse_action(before.answer)
+        last = d.prompt.split("Current observation")[0].rsplit("action: ", 1)[1].split("\n")[0]
+        assert f"'{last}'" not in d.prompt.split("Admissible actions:")[1]  # the repeat was not admissible
+    assert expert_demos(source, tasks, recovery=0.5, seed=3, max_steps=source.max_steps) == recovered  # seeded
+    assert expert_demos(source, tasks, recovery=0.5, seed=4, max_steps=source.max_steps) != recovered
