@@ -154,3 +154,22 @@ def test_zero_signal_share_counts_groups_whose_rows_all_have_zero_advantage():
     penalised = [_episode(0, 0, [("s0", 0, False), ("s1", 0, True)]), *all_fail[1:]]
     rows = compute_advantages(penalised, AlgoConfig(invalid_penalty=0.1))
     assert zero_signal_share(rows.advantages, rows.groups) == 0.0
+
+
+def test_grpo_gives_every_row_its_trajectorys_one_score_so_an_all_fail_group_stays_bounded():
+    """An all-fail group of 8 trajectories of 20 steps, one of them with one invalid step."""
+    from skillvet.learner import compute_advantages
+
+    def flat(group: int, index: int, invalid_at: int | None) -> Episode:
+        return _episode(group, index, [(f"s{t}", 0, t != invalid_at) for t in range(20)])
+
+    batch = [flat(0, 0, 5), *[flat(0, i, None) for i in range(1, 8)]]
+    algo = AlgoConfig(estimator="grpo", invalid_penalty=0.1)
+    adv = compute_advantages(batch, algo).advantages.reshape(8, 20)
+    scores = np.array([-0.1] + [0.0] * 7)  # each trajectory's return with its penalties
+    want = (scores - scores.mean()) / (scores.std(ddof=1) + algo.eps)
+    np.testing.assert_allclose(adv, np.repeat(want[:, None], 20, axis=1), rtol=1e-9)
+    assert np.abs(adv).max() < 3  # was -56 on the invalid row when it kept only its own penalty
+    rloo = compute_advantages(batch, AlgoConfig(estimator="rloo", invalid_penalty=0.1)).advantages.reshape(8, 20)
+    np.testing.assert_allclose(rloo[:, 0], scores - (scores.sum() - scores) / 7, rtol=1e-9)
+    assert np.all(rloo == rloo[:, :1])

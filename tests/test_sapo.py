@@ -355,3 +355,40 @@ def test_sapo_run_writes_its_bank_and_a_resumed_run_rebuilds_the_same_bank(tmp_p
     assert rows2 == rows
     assert [e[:3] for e in events2] == [e[:3] for e in events]
     assert measurements2 == measurements
+
+
+def test_revetting_measures_a_gated_candidate_again_on_fresh_tasks_before_it_is_promoted(tmp_path, policy, source):
+    from skillvet.skills.bank import Measurement
+    from skillvet.skills.sapo import SkillVetting
+
+    pool = source.tasks("train")[:40]
+    cfg = load_config(None, ["skills.enabled=true", "skills.scoring=false", "skills.cluster_size=2",
+                             "train.tasks_per_iteration=2", "train.group_size=4", "sampling.max_action_tokens=8"])
+    decided = {}
+    for revet in (False, True):
+        cfg.skills.revet = revet
+        (tmp_path / f"revet-{revet}").mkdir()
+        vetting = SkillVetting(cfg, tmp_path / f"revet-{revet}")
+        task_type = pool[0].task_type
+        induced_on = [t.id for t in pool if t.task_type == task_type][:2]
+        sid = vetting.bank.add_candidate(
+            Skill("Lucky", "the task is to do it", "go somewhere; take something"), task_types=[task_type],
+            embedding=vetting.embed(["lucky"])[0], writer="rule", iteration=1, sources=[],
+            measurements=[Measurement(t, [0.0, 0.0], [10.0, 0.0], 5.0) for t in induced_on],
+            utility=5.0, utility_lo=1.0, utility_hi=9.0)
+        _, stats = vetting.promote(policy, 1, source, pool, seed=3)
+        event = vetting.bank.events(sid)[-1]
+        decided[revet] = event["kind"]
+        if revet:
+            figures = event["figures"]
+            again = vetting.bank.measurements(sid)[2:]
+            assert stats["skills_revetted"] == 1 and "re-vetted on 2 fresh tasks" in event["reason"]
+            assert [m["task"] for m in again] == figures["revet_tasks"] and len(again) == 2
+            assert not set(figures["revet_tasks"]) & set(induced_on)
+            assert all(t.task_type == task_type for t in pool if t.id in figures["revet_tasks"])
+            assert figures["revet_U"] == pytest.approx(np.mean([m["u"] for m in again]))
+            assert (event["kind"] == "promoted") == (figures["revet_U"] > 0)
+        vetting.bank.close()
+    assert decided[False] == "promoted"  # the first measurement alone passes the gate
+    # this untrained policy wins nothing in four steps, so on fresh tasks the lucky skill measures 0
+    assert decided[True] == "discarded"

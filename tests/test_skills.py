@@ -197,8 +197,10 @@ def test_pruning_by_median_margin_and_by_capacity():
     scores = [-1.0, -1.1, -0.9, -5.0, None]
     got = {d.skill_id: d for d in pruning(ids, scores, [1, 1, 1, 1, 1], capacity=10, margin=1.0)}
     assert set(got) == {4} and "median" in got[4].reason
-    over = {d.skill_id for d in pruning(ids, scores, [1, 1, 1, 1, 0.5], capacity=2, margin=10.0)}
-    assert over == {5, 4, 2}  # the unscored one first, then the lowest scores
+    over = {d.skill_id for d in pruning(ids, scores, [1.0, 0.8, 0.9, 0.7, 0.5], capacity=2, margin=10.0)}
+    assert over == {5, 4, 2}  # one skill has no score: the lowest U go
+    over = {d.skill_id for d in pruning(ids[:4], scores[:4], [1.0, 0.8, 0.9, 0.7], capacity=2, margin=10.0)}
+    assert over == {4, 2}  # all scored: the lowest scores go
     assert pruning([1, 2], [None, None], [0.3, 0.1], capacity=1, margin=1.0)[0].skill_id == 2
 
 
@@ -574,3 +576,44 @@ def test_plain_and_decoy_tasks_follow_their_shares():
     _, decoys = plain_and_decoy_tasks(tasks, SftConfig(decoy_share=0.25), seed=0)
     assert 0.15 * len(tasks) < len(decoys) < 0.35 * len(tasks)
     assert plain_and_decoy_tasks(tasks, SftConfig(), seed=0) == (list(tasks), [])
+
+
+def test_generator_weights_push_down_only_harm_and_sum_to_one_in_size():
+    from skillvet.skills.gate import generator_weights
+
+    # promoted U>0, lost on rank with U>0, discarded U<0, promoted without the gate with U<0, U=0
+    w = generator_weights([4.0, 3.0, -2.0, -1.0, 0.0], [True, False, False, True, False], discard_weight=0.5)
+    raw = np.array([4.0, 0.0, -1.0, -0.5, 0.0])
+    np.testing.assert_allclose(w, raw / np.abs(raw).sum())
+    assert np.abs(w).sum() == pytest.approx(1.0)
+    assert w[1] == 0.0 and w[3] < 0  # helpful but outranked: not pushed down; harmful though stored: pushed down
+    # the scale does not follow U's units
+    np.testing.assert_allclose(generator_weights([40.0, -20.0], [True, False], 0.5),
+                               generator_weights([4.0, -2.0], [True, False], 0.5))
+    assert not generator_weights([1.0], [False], 0.5).any()
+
+
+def test_pruning_keeps_a_high_u_skill_left_unscored_and_never_prunes_what_this_round_promoted():
+    # skills 1 and 2 (U 5 and 3) had no recent task of their types; 3 and 4 were scored (U 0.5, 0.1)
+    ids, scores, us = [1, 2, 3, 4], [None, None, -1.0, -1.2], [5.0, 3.0, 0.5, 0.1]
+    gone = {d.skill_id for d in pruning(ids, scores, us, capacity=2, margin=10.0)}
+    assert gone == {3, 4}  # by U, as not every skill has a score: the high-U skills stay
+    # all scored: by score, as the paper; a skill promoted this round stays whatever its score
+    gone = {d.skill_id for d in pruning([1, 2, 3], [-3.0, -1.0, -2.0], [1, 1, 1], capacity=2, margin=10.0)}
+    assert gone == {1}
+    gone = {d.skill_id for d in pruning([1, 2, 3], [-3.0, -1.0, -2.0], [1, 1, 1], capacity=2, margin=10.0, protected={1})}
+    assert gone == {3}
+    low = pruning([1, 2, 3, 4], [-9.0, -1.0, -1.1, -1.2], [1, 1, 1, 1], capacity=10, margin=1.0, protected={1})
+    assert not low  # below the median's margin, but promoted in this round
+
+
+def test_the_bank_keeps_recent_goals_and_rolls_them_back(tmp_path):
+    bank = Bank(tmp_path / "skills.sqlite")
+    bank.log_goals(1, [("pick_and_place", "put a mug on desk")])
+    bank.log_goals(2, [("pick_and_place", "put a cup on desk"), ("pick_and_place", "put a mug on desk")])
+    bank.log_goals(3, [("pick_heat_then_place", "put a hot egg in fridge")])
+    assert bank.recent_goals(1) == [("pick_and_place", "put a cup on desk"), ("pick_and_place", "put a mug on desk"),
+                                    ("pick_heat_then_place", "put a hot egg in fridge")]
+    bank.rollback_after(2)
+    assert ("pick_heat_then_place", "put a hot egg in fridge") not in bank.recent_goals(0)
+    assert len(bank.recent_goals(0)) == 2

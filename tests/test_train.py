@@ -174,3 +174,20 @@ def test_the_run_directory_records_the_machine_and_the_chosen_warm_start(tmp_pat
     assert result["warm_start"]["step"] == best["step"] and result["warm_start"]["select"] == "best"
     lo, hi = result["after_eval"]["ci95"]
     assert lo <= result["after"] <= hi
+
+
+def test_a_baseline_can_sample_its_tasks_in_clusters_as_sapo_does():
+    import numpy as np
+
+    from skillvet.config import ConfigError
+    from skillvet.envs.household import HouseholdSource
+    from skillvet.sampling import clustered_tasks
+
+    pool = HouseholdSource().tasks("train")
+    a = clustered_tasks(pool, 8, 4, np.random.default_rng(3))
+    assert len(a) == 8 and len({t.id for t in a}) == 8
+    assert len({t.task_type for t in a[:4]}) == 1 and len({t.task_type for t in a[4:]}) == 1
+    assert [t.id for t in clustered_tasks(pool, 8, 4, np.random.default_rng(3))] == [t.id for t in a]
+    assert load_config(None, ["train.task_clusters=4"]).train.task_clusters == 4
+    with pytest.raises(ConfigError, match="must divide"):
+        load_config(None, ["train.task_clusters=3"])

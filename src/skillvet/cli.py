@@ -243,6 +243,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             on_episodes=bar.update,
             skills=skills,
+            skills_section=skills is not None,
         )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -412,6 +413,7 @@ def cmd_skills_vet(args: argparse.Namespace) -> int:
         max_new_tokens=cfg.sampling.max_action_tokens, temperature=args.temperature,
         history_length=cfg.sampling.history_length, seed=args.seed, confidence=args.confidence,
         max_skill_chars=cfg.skills.max_skill_chars, max_block_chars=cfg.skills.max_block_chars,
+        placebo=args.placebo,
     )
     if args.json:
         print(json.dumps(result, indent=2))
@@ -427,6 +429,11 @@ def cmd_skills_vet(args: argparse.Namespace) -> int:
         f"success without the skill {result['base_success']:.1%} · with it {result['augmented_success']:.1%}"
         f" · identical pairs {result['identical_pairs']}/{result['pairs']}"
     )
+    if "placebo" in result:
+        p, v = result["placebo"], result["U_vs_placebo"]
+        print(f"placebo (a neutral skill of the same length): U = {p['U']:+.3f} [{p['lo']:+.3f}, {p['hi']:+.3f}]"
+              f" · success {p['success']:.1%}")
+        print(f"the skill against the placebo: U = {v['U']:+.3f} [{v['lo']:+.3f}, {v['hi']:+.3f}]")
     return 0
 
 
@@ -583,6 +590,9 @@ def build_parser() -> argparse.ArgumentParser:
     sk_vet.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of both halves")
     sk_vet.add_argument("--confidence", type=float, default=0.9, help="interval level")
     sk_vet.add_argument("--seed", type=int, default=0)
+    sk_vet.add_argument("--placebo", action="store_true",
+                        help="a third arm with a neutral skill of the same length: the block's own effect, "
+                             "and the skill's utility against it")
     sk_vet.add_argument("--json", action="store_true")
     sk_vet.set_defaults(func=cmd_skills_vet)
 

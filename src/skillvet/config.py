@@ -367,6 +367,8 @@ class TrainConfig:
     """RL iterations: each samples tasks, plays them, and updates the policy."""
     tasks_per_iteration: int = 8
     """B: distinct tasks per iteration."""
+    task_clusters: int = 0
+    """0: tasks sampled uniformly; K: in B/K clusters of K tasks of one type, as SAPO samples them (a GiGPO or GRPO baseline of a SAPO comparison sets it to skills.cluster_size, so that the arms play the same tasks). SAPO runs always sample in clusters of skills.cluster_size."""
     group_size: int = 8
     """N: rollouts per task, all from the same initial state."""
     lr: float = 1e-4
@@ -399,6 +401,9 @@ class TrainConfig:
             _require(getattr(self, key) >= 1, f"train.{key}", "must be >= 1")
         _require(self.iterations >= 0, "train.iterations", "must be >= 0")
         _require(self.tasks_per_iteration >= 1, "train.tasks_per_iteration", "must be >= 1")
+        _require(self.task_clusters >= 0, "train.task_clusters", "must be >= 0")
+        _require(not self.task_clusters or self.tasks_per_iteration % self.task_clusters == 0,
+                 "train.task_clusters", "must divide train.tasks_per_iteration")
         _require(self.group_size >= 1, "train.group_size", "must be >= 1")
         _require(self.micro_batch_size >= 1, "train.micro_batch_size", "must be >= 1")
         _require(self.lr > 0, "train.lr", "must be > 0")
@@ -445,18 +450,22 @@ class SkillsConfig:
     """Promote only when the lower confidence bound of U is above 0 (evidence, not a point estimate)."""
     confidence: float = 0.9
     """Level of the confidence interval on U (Student t over the tasks' u)."""
+    revet: bool = False
+    """Measure a candidate that passes the gate again on K fresh tasks of its types with fresh seeds, and promote it only if it passes there too (beyond the paper: U on the tasks it was induced from is optimistic)."""
     gate: bool = True
     """The utility gate; false stores every candidate (ablation: no gate)."""
     scoring: bool = True
     """Likelihood scoring for re-ranking and pruning; false ranks by similarity only (ablation: no scoring)."""
     rerank_weight: float = 0.1
     """lambda_r in score = similarity + lambda_r * length-normalised log-likelihood."""
+    prune_window: int = 10
+    """Iterations whose tasks make a bank skill's pruning score (its mean likelihood over the recent tasks of its types)."""
     prune_margin: float = 1.0
     """A bank skill whose mean likelihood score falls below the bank's median minus this is pruned."""
     gen_coef: float = 0.1
     """lambda_gen: weight of the generator loss on policy-written skill tokens."""
     gen_discard_weight: float = 0.5
-    """w = -this * |U| for discarded policy-written skills (w = U for promoted ones)."""
+    """w = -this * |U| for policy-written skills with U <= 0 (w = U for promoted ones with U > 0, 0 for those with U > 0 that lost only on rank, novelty or lower bound); the weights of a round are then scaled to sum |w| = 1."""
     max_skill_tokens: int = 96
     """Tokens the policy may spend writing one skill."""
     max_skill_chars: int = 400
@@ -472,6 +481,7 @@ class SkillsConfig:
         _require(0.0 < self.promote_top <= 1.0, "skills.promote_top", "must be in (0, 1]")
         _require(0.0 < self.novelty <= 1.0, "skills.novelty", "must be in (0, 1]")
         _require(self.capacity >= 1, "skills.capacity", "must be >= 1")
+        _require(self.prune_window >= 1, "skills.prune_window", "must be >= 1")
         _require(0.0 < self.confidence < 1.0, "skills.confidence", "must be in (0, 1)")
         _require(self.teacher_retries >= 0, "skills.teacher_retries", "must be >= 0")
         _require(self.teacher_timeout > 0, "skills.teacher_timeout", "must be > 0")

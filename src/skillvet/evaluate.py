@@ -64,10 +64,12 @@ def evaluate(
     batch_size: int = 64,
     on_episodes: Callable[[int], None] | None = None,
     skills: Callable[[Task, str], Sequence[str]] | None = None,
+    skills_section: bool = False,
 ) -> tuple[dict, list[Episode]]:
     """Each task once; greedy when temperature is 0. Returns the summary and the episodes.
 
-    `skills(task, goal)` gives the skill texts shown for a task (a run's bank, for SAPO runs).
+    `skills(task, goal)` gives the skill texts shown for a task (a run's bank, for SAPO runs);
+    `skills_section` shows the prompt's skills section even when a task has none (SAPO runs).
     """
     generator = torch.Generator(device=policy.device).manual_seed(seed)
     episodes: list[Episode] = []
@@ -83,6 +85,7 @@ def evaluate(
             history_length=history_length,
             generator=generator,
             skills=skills,
+            skills_section=skills_section,
         )
         if on_episodes is not None:
             on_episodes(len(chunk))

@@ -5,8 +5,9 @@ Choices:
 - Rewards as in GiGPO's reference (METHOD.md section 2): an invalid action costs
   `algo.invalid_penalty` on its own step. Episode score of a row = the trajectory's return
   minus that row's penalty; step return = discounted env rewards from the row on, minus its
-  penalty. GRPO = episode level only, statistics per trajectory. RLOO = leave-one-out mean
-  over trajectory scores.
+  penalty. GRPO and RLOO score whole trajectories: each row of a trajectory gets its return
+  with all of its penalties; GRPO normalises by the group's trajectory statistics, RLOO
+  subtracts the leave-one-out mean.
 - The old log-probs of the PPO ratio are the sampling log-probs recorded by the rollout: the
   same tokens, the same weights and the same positions, so they equal a recomputation
   (tests/test_policy.py); with more than one epoch or mini-batch the ratio moves off 1 and
@@ -119,16 +120,17 @@ def compute_advantages(episodes: Sequence[Episode], algo: AlgoConfig) -> Rows:
             episode_stats=algo.episode_stats,
             step_groups=step_groups,
         )
-    elif algo.estimator == "grpo":
-        adv = episode_advantages(
-            score_N, groups, traj_N, norm=algo.norm, eps=algo.eps, episode_stats="trajectories"
-        )
-    elif algo.estimator == "rloo":
-        n_traj = len(used)
-        traj_score = np.bincount(traj_N, weights=score_N, minlength=n_traj) / np.bincount(
-            traj_N, minlength=n_traj
-        )
-        adv = rloo_advantages(traj_score, [e.group for e in used])[traj_N]
+    elif algo.estimator in ("grpo", "rloo"):
+        # one score per trajectory, given to each of its rows: its return with every penalty it
+        # earned (a row's own penalty alone would make rows of one trajectory differ, and
+        # dividing those by the trajectories' spread blows them up in all-fail groups)
+        traj_score_T = np.asarray(returns_by_traj) - np.bincount(traj_N, weights=penalty_N, minlength=len(used))
+        if algo.estimator == "grpo":
+            adv = episode_advantages(
+                traj_score_T[traj_N], groups, traj_N, norm=algo.norm, eps=algo.eps, episode_stats="trajectories"
+            )
+        else:
+            adv = rloo_advantages(traj_score_T, [e.group for e in used])[traj_N]
     else:
         raise ValueError(f"unknown estimator {algo.estimator!r}")
     return Rows(prompts, responses, olds, np.asarray(adv, dtype=np.float64), sizes_N, np.asarray(contexts),

@@ -21,6 +21,9 @@ INSTRUCTION = (
 )
 
 
+NO_SKILLS = "- (none)"
+
+
 @dataclass(frozen=True)
 class Turn:
     """One past step as the prompt shows it."""
@@ -54,16 +57,19 @@ def build_prompt(
     skills: Sequence[str] = (),
     history_length: int = 2,
     step: int | None = None,
+    skills_section: bool = False,
 ) -> str:
     """The user message for one step, in the wording of ALFWorld agents.
 
     `history` holds every earlier step of the episode; the last `history_length` are shown.
     `step` counts the steps already taken (defaults to len(history)).
+    With `skills_section`, the skills section is there even when it holds no skill (its header
+    and "- (none)"), so that prompts with and without skills differ only in the skills listed.
     """
     taken = len(history) if step is None else step
     parts = [f"You are an agent in a text world. Your task is to: {task.strip()}"]
-    if skills:
-        listed = "\n".join(f"- {s}" for s in skills)
+    if skills or skills_section:
+        listed = "\n".join(f"- {s}" for s in skills) if skills else NO_SKILLS
         parts.append(f"Skills that may help (use them when they apply):\n{listed}")
     recent = list(history)[-history_length:] if history_length > 0 else []
     if recent:

@@ -112,6 +112,7 @@ def rollout(
     skills: Callable[[Task, str], Sequence[str]] | None = None,
     sampling_seeds: Sequence[int] | None = None,
     index_offset: int = 0,
+    skills_section: bool = False,
 ) -> list[Episode]:
     """Play every task `group_size` times; return the episodes, grouped by task, in order.
 
@@ -120,6 +121,7 @@ def rollout(
     `sampling_seeds` (one per episode, in the order returned) gives each episode its own sampling
     generator instead of the shared `generator`: two rollouts given the same seeds sample with
     common random numbers, pair by pair. `index_offset` numbers the rollouts of a group from it.
+    `skills_section` shows the prompt's skills section even when a task has no skill (SAPO).
     """
     if sampling_seeds is not None and len(sampling_seeds) != len(tasks) * group_size:
         raise ValueError(f"need {len(tasks) * group_size} sampling seeds, got {len(sampling_seeds)}")
@@ -153,6 +155,7 @@ def rollout(
                     r.current.admissible,
                     skills=r.episode.skills,
                     history_length=history_length,
+                    skills_section=skills_section,
                 )
             )
             for r in running

@@ -49,6 +49,7 @@ from skillvet.machine import machine_info
 from skillvet.policy.hf import Policy
 from skillvet.policy.models import build_tiny, chatml_text, resolve
 from skillvet.rollout import rollout
+from skillvet.sampling import clustered_tasks, uniform_tasks
 from skillvet.sft import (
     Validation,
     check_task_types,
@@ -332,6 +333,7 @@ def run_eval(run: Run, iteration: int, stage: str) -> dict:
             seed=eval_seed(cfg),
             on_episodes=bar.update,
             skills=run.vetting.skills_fn(run.policy) if run.vetting is not None else None,
+            skills_section=run.vetting is not None,
         )
     record = {"iteration": iteration, "stage": stage, "seconds": round(time.time() - t0, 2), **summary}
     append_jsonl(run.path("eval.jsonl"), record)
@@ -355,7 +357,9 @@ def train_iteration(run: Run, iteration: int) -> dict:
     t0 = time.time()
     skill_stats: dict = {}
     if vetting is None:
-        tasks = [pool[i] for i in rng.choice(len(pool), cfg.train.tasks_per_iteration, replace=False)]
+        k = cfg.train.task_clusters
+        tasks = (clustered_tasks(pool, cfg.train.tasks_per_iteration, k, rng) if k
+                 else uniform_tasks(pool, cfg.train.tasks_per_iteration, rng))
         generator = torch.Generator(device=run.policy.device).manual_seed(_seed(cfg, iteration, 1))
         episodes = rollout(
             run.policy,
@@ -375,8 +379,7 @@ def train_iteration(run: Run, iteration: int) -> dict:
     rows = compute_advantages(episodes, cfg.algo)  # both halves pooled: one group of N per task
     generator_rows = None
     if vetting is not None and iteration % cfg.skills.promote_every == 0:
-        goals = [(e.task.task_type, e.goal) for e in episodes if e.index == 0]
-        generator_rows, promoted = vetting.promote(run.policy, iteration, goals)
+        generator_rows, promoted = vetting.promote(run.policy, iteration, run.source, pool, _seed(cfg, iteration, 4))
         skill_stats.update(promoted)
     warm = cfg.train.warmup_iterations
     lr = cfg.train.lr * (min(1.0, iteration / warm) if warm else 1.0)

@@ -9,6 +9,7 @@ Tables:
 - `measurements`: every utility measurement (iteration, task, base rewards, augmented rewards, u).
 - `events`: candidate, promoted, discarded, pruned, imported, each with its reason and figures.
 - `retrievals`: which skill was shown for which task in which iteration (a skill's uses).
+- `goals`: the task type and goal of every task an iteration played (pruning's recent tasks).
 
 Consistency: every change is one transaction (a candidate with its measurements and event; a
 whole promotion round), in WAL mode with full sync, so a SIGKILL at any moment leaves either
@@ -74,6 +75,11 @@ CREATE TABLE IF NOT EXISTS retrievals (
     iteration INTEGER NOT NULL,
     skill_id INTEGER NOT NULL REFERENCES skills(id),
     task TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS goals (
+    iteration INTEGER NOT NULL,
+    task_type TEXT NOT NULL,
+    goal TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS measurements_skill ON measurements(skill_id);
 CREATE INDEX IF NOT EXISTS events_skill ON events(skill_id);
@@ -174,6 +180,14 @@ class Bank:
                         {"U": utility, "lo": utility_lo, "hi": utility_hi})
         return sid
 
+    def add_measurements(self, skill_id: int, iteration: int, measurements: Sequence[Measurement]) -> None:
+        """More utility measurements of a stored skill (re-vetting on fresh tasks)."""
+        with self._transaction():
+            self.db.executemany(
+                "INSERT INTO measurements (skill_id, iteration, task, base, augmented, u) VALUES (?, ?, ?, ?, ?, ?)",
+                [(skill_id, iteration, m.task, json.dumps(m.base), json.dumps(m.augmented), m.u) for m in measurements],
+            )
+
     def import_skill(self, skill: Skill, *, task_types: Sequence[str], embedding: np.ndarray, source: str) -> int:
         """A skill taken into the bank as it is (status promoted, writer import)."""
         with self._transaction():
@@ -203,6 +217,17 @@ class Bank:
                 [(iteration, sid, task) for sid, task in pairs],
             )
 
+    def log_goals(self, iteration: int, goals: Iterable[tuple[str, str]]) -> None:
+        """The (task type, goal) of the tasks an iteration played: pruning scores skills on them."""
+        with self._transaction():
+            self.db.executemany("INSERT INTO goals (iteration, task_type, goal) VALUES (?, ?, ?)",
+                                [(iteration, t, g) for t, g in goals])
+
+    def recent_goals(self, after: int) -> list[tuple[str, str]]:
+        """The distinct (task type, goal) of the tasks played in iterations after `after`."""
+        rows = self._query("SELECT DISTINCT task_type, goal FROM goals WHERE iteration > ? ORDER BY task_type, goal", (after,))
+        return [(r["task_type"], r["goal"]) for r in rows]
+
     def _event(self, sid: int, iteration: int, kind: str, reason: str, figures: dict) -> None:
         self.db.execute(
             "INSERT INTO events (skill_id, iteration, kind, reason, figures, at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -213,6 +238,7 @@ class Bank:
         """Forget what iterations after `iteration` wrote; restore statuses from the events left."""
         with self._transaction():
             self.db.execute("DELETE FROM retrievals WHERE iteration > ?", (iteration,))
+            self.db.execute("DELETE FROM goals WHERE iteration > ?", (iteration,))
             self.db.execute("DELETE FROM measurements WHERE iteration > ?", (iteration,))
             self.db.execute("DELETE FROM events WHERE iteration > ?", (iteration,))
             self.db.execute("DELETE FROM skills WHERE iteration > ?", (iteration,))

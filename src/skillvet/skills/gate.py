@@ -16,14 +16,16 @@ round) is below `novelty`. The rest of Q is discarded, each with its reason. Wit
 (ablation) every candidate is promoted.
 
 Pruning (step 10): a bank skill whose likelihood score falls below the bank's median minus a
-margin is pruned; when the bank is over capacity the lowest-scored go first (lowest U when no
-scores exist).
+margin is pruned; when the bank is over capacity the lowest-scored go first. Beyond the paper:
+the scores are taken over a rolling window of recent tasks of each skill's types (not only the
+promotion iteration's), a skill is never pruned in the round that promoted it, and where some
+skill has no score the capacity cut ranks by U.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,26 +121,57 @@ def pruning(
     *,
     capacity: int,
     margin: float,
+    protected: Iterable[int] = (),
 ) -> list[Decision]:
-    """Skills to prune from a bank of `ids`: scores below median - margin, then the lowest over capacity."""
+    """Skills to prune from a bank of `ids`: scores below median - margin, then the lowest over
+    capacity. Skills in `protected` (promoted in this round) are never pruned, though they count
+    towards capacity. Over capacity, skills rank by their score when every one of them has one,
+    else by U (a score and a U cannot be compared; a skill never measured ranks lowest)."""
+    keep = set(protected)
     decisions: list[Decision] = []
     known = [s for s in scores if s is not None]
     median = float(np.median(known)) if known else None
     alive = []
     for sid, score, u in zip(ids, scores, utilities):
-        if median is not None and score is not None and len(known) >= 3 and score < median - margin:
+        if (sid not in keep and median is not None and score is not None and len(known) >= 3
+                and score < median - margin):
             decisions.append(Decision(sid, "pruned", f"score {score:.3f} below the bank's median {median:.3f} - {margin}",
                                       {"score": score, "median": median}))
         else:
             alive.append((sid, score, u))
     over = len(alive) - capacity
     if over > 0:
-        # lowest score first; skills never scored rank by U, below every scored one
+        candidates = [a for a in alive if a[0] not in keep]
+        by_score = all(score is not None for _, score, _ in candidates)
+
         def key(item):
             _, score, u = item
-            return (score is not None, score if score is not None else (u if u is not None else -math.inf))
+            if by_score:
+                return score
+            return u if u is not None else -math.inf
 
-        for sid, score, u in sorted(alive, key=key)[:over]:
-            decisions.append(Decision(sid, "pruned", f"bank over capacity {capacity}: lowest score",
+        what = "lowest score" if by_score else "lowest U (not every skill had a score)"
+        for sid, score, u in sorted(candidates, key=key)[:over]:
+            decisions.append(Decision(sid, "pruned", f"bank over capacity {capacity}: {what}",
                                       {"score": score, "U": u}))
     return decisions
+
+
+def generator_weights(utilities: Sequence[float], promoted: Sequence[bool], discard_weight: float) -> np.ndarray:
+    """The weights w of SAPO's generator loss -sum_s w_s * mean_token log pi(s | c), one per
+    policy-written skill decided in a round, scaled so that sum |w| = 1 (all 0 when none count).
+
+    w = U for a promoted skill with U > 0 (learn to write it); w = -discard_weight * |U| for any
+    skill with U <= 0, promoted without the gate or not (learn not to); w = 0 for a skill with
+    U > 0 that lost only on rank, novelty or its lower bound: it did help, so it is not pushed
+    down. The scaling keeps the term's size that of `skills.gen_coef` whatever U's units
+    (rewards of 10 per success) and however many skills a round decides; the paper leaves it
+    unscaled, which lets one round's raw U outweigh the actor loss.
+    """
+    u_S = np.asarray(utilities, dtype=np.float64)
+    kept_S = np.asarray(promoted, dtype=bool)
+    if u_S.shape != kept_S.shape:
+        raise ValueError("need one promoted flag per utility")
+    w_S = np.where(u_S > 0, np.where(kept_S, u_S, 0.0), -discard_weight * np.abs(u_S))
+    total = np.abs(w_S).sum()
+    return w_S / total if total > 0 else w_S

@@ -4,7 +4,7 @@ P iterations, promotion, pruning and the generator's training rows (METHOD.md se
     vetting = SkillVetting(cfg, run_dir)
     tasks = vetting.sample_tasks(pool, rng)                          # B tasks, clusters of K
     episodes, stats = vetting.play(policy, source, tasks, iteration)  # N per task, two halves
-    gen_rows, stats = vetting.promote(policy, iteration, goals)       # when iteration % P == 0
+    gen_rows, stats = vetting.promote(policy, iteration)              # when iteration % P == 0
 
 Choices:
 - Matched pairs with common random numbers: rollout n of the base half and rollout n of the
@@ -13,6 +13,10 @@ Choices:
   changes nothing the two rollouts are identical and u measures the skill, not the noise.
 - Both halves stay one group of N for the actor update (`Episode.group` is the task); anchors
   are environment states, so they never include the skills block.
+- Beyond the paper, so that u measures the candidate and nothing else: the augmented block is
+  exactly the base block plus the candidate (the base block leaves room for it), and every
+  prompt of a SAPO run shows the skills section, "- (none)" when it is empty, so the halves
+  differ only in the candidate's line.
 - A pair with a crashed environment on either side is left out of u.
 - The induction prompt shows one base trajectory per task (a success when there is one); the
   rule inducer reads all of the cluster's base trajectories.
@@ -20,8 +24,15 @@ Choices:
   failure), or the policy (falls back to the rule inducer when its answer is not a skill). The
   schedule hands clusters to the policy with a probability rising linearly from 0 to 1 over
   the first `policy_ramp` of training. Every fallback is an event in the bank with its reason.
+- Re-vetting (`skills.revet`, beyond the paper): U is measured on the tasks and seeds the
+  candidate was induced from, and promotion takes the top of Q by that noisy figure, which
+  favours lucky draws. A candidate that passes the gate is measured again on K fresh tasks of
+  its types with fresh seeds (rollouts used for nothing else) and promoted only if that U
+  passes too; the bank keeps both measurements.
 - The generator loss needs w(U) of promoted vs discarded skills, so it is applied at the
   promotion round that decides them, on the induction prompt and skill tokens kept in the bank.
+  Beyond the paper: w is scaled to sum |w| = 1, and a skill with U > 0 discarded only for its
+  rank, novelty or lower bound gets w = 0 (`skillvet.skills.gate.generator_weights`).
 """
 
 from __future__ import annotations
@@ -40,13 +51,14 @@ from skillvet.envs.protocol import TaskSource
 from skillvet.learner import GeneratorRows
 from skillvet.policy.hf import Policy
 from skillvet.rollout import Episode, rollout
-from skillvet.skills.bank import Bank, Measurement, StoredSkill
+from skillvet.sampling import clustered_tasks
+from skillvet.skills.bank import Bank, Decision, Measurement, StoredSkill
 from skillvet.skills.embed import Embedder
-from skillvet.skills.gate import Candidate, promotion, pruning, utility
+from skillvet.skills.gate import Candidate, generator_weights, promotion, pruning, utility
 from skillvet.skills.induce import Attempt, induction_prompt, rule_skill
 from skillvet.skills.score import likelihood, rerank, similar
 from skillvet.skills.teacher import HttpTeacher, TeacherError
-from skillvet.skills.text import Skill, parse_skill, skills_block
+from skillvet.skills.text import Skill, augmented_blocks, parse_skill, skills_block
 from skillvet.types import Task
 
 
@@ -113,22 +125,8 @@ class SkillVetting:
     # ---------------------------------------------------------------- tasks
 
     def sample_tasks(self, pool: Sequence[Task], rng: np.random.Generator) -> list[Task]:
-        """B tasks in B/K clusters of K tasks of one type (distinct types while they last)."""
-        k = self.sk.cluster_size
-        by_type: dict[str, list[Task]] = {}
-        for t in pool:
-            by_type.setdefault(t.task_type, []).append(t)
-        types = sorted(t for t, ts in by_type.items() if len(ts) >= k)
-        if not types:
-            raise ValueError(f"no task type of the train split has {k} tasks (skills.cluster_size)")
-        n = self.cfg.train.tasks_per_iteration // k
-        chosen = [types[int(i)] for i in rng.choice(len(types), size=n, replace=n > len(types))]
-        tasks: list[Task] = []
-        for t in sorted(set(chosen), key=chosen.index):  # a type drawn twice: distinct tasks for both clusters
-            members = by_type[t]
-            size = min(k * chosen.count(t), len(members) - len(members) % k)
-            tasks += [members[int(j)] for j in rng.choice(len(members), size=size, replace=False)]
-        return tasks
+        """B tasks in B/K clusters of K tasks of one type (`skillvet.sampling.clustered_tasks`)."""
+        return clustered_tasks(pool, self.cfg.train.tasks_per_iteration, self.sk.cluster_size, rng)
 
     # ---------------------------------------------------------------- retrieval
 
@@ -150,9 +148,13 @@ class SkillVetting:
             scores = np.zeros(len(pool))
         return [bank[i] for i in rerank(pool, sims, scores, self.sk.rerank_weight, self.sk.top_k)]
 
-    def skills_fn(self, policy: Policy, retrieved: dict[str, list[StoredSkill]] | None = None, extra: dict[str, Skill] | None = None):
-        """`rollout`'s skills callback: the retrieved skills (plus a candidate per task), as a
-        bounded, sanitized block. Retrievals are remembered in `retrieved` by task id."""
+    def skills_fn(self, policy: Policy, retrieved: dict[str, list[StoredSkill]] | None = None,
+                  extra: dict[str, Skill] | None = None, matched: bool = False):
+        """`rollout`'s skills callback: the retrieved skills as a bounded, sanitized block.
+        Retrievals are remembered in `retrieved` by task id. With `matched` (the halves of a
+        vetting pair), the block leaves room for a candidate, and with `extra` (task id ->
+        candidate) it is that same block with the task's candidate first
+        (`skillvet.skills.text.augmented_blocks`)."""
         specials = list(policy.tokenizer.all_special_tokens)
         bank = self.bank.skills("promoted")  # fixed for the rollout: promotion happens between rollouts
 
@@ -164,9 +166,11 @@ class SkillVetting:
                 if retrieved is not None:
                     retrieved[task.id] = found
             texts = [s.skill.text() for s in found]
-            if extra is not None and task.id in extra:
-                texts = [extra[task.id].text(), *texts]  # the candidate first: never cut
-            return skills_block(texts, self.sk.max_skill_chars, self.sk.max_block_chars, specials)
+            if not matched:
+                return skills_block(texts, self.sk.max_skill_chars, self.sk.max_block_chars, specials)
+            candidate = extra[task.id].text() if extra is not None and task.id in extra else ""
+            base, augmented = augmented_blocks(candidate, texts, self.sk.max_skill_chars, self.sk.max_block_chars, specials)
+            return augmented if candidate else base
 
         return fn
 
@@ -218,10 +222,10 @@ class SkillVetting:
         half = cfg.train.group_size // 2
         seeds = pair_seeds(seed, len(tasks), half)
         common = dict(max_new_tokens=cfg.sampling.max_action_tokens, temperature=cfg.sampling.temperature,
-                      history_length=cfg.sampling.history_length, sampling_seeds=seeds)
+                      history_length=cfg.sampling.history_length, sampling_seeds=seeds, skills_section=True)
         t0 = time.time()
         retrieved: dict[str, list[StoredSkill]] = {}
-        base = rollout(policy, source, tasks, half, skills=self.skills_fn(policy, retrieved), **common)
+        base = rollout(policy, source, tasks, half, skills=self.skills_fn(policy, retrieved, matched=True), **common)
         t_base = time.time() - t0
 
         t1 = time.time()
@@ -240,7 +244,7 @@ class SkillVetting:
         t_induce = time.time() - t1
 
         t2 = time.time()
-        augmented = rollout(policy, source, tasks, half, skills=self.skills_fn(policy, retrieved, candidate_of),
+        augmented = rollout(policy, source, tasks, half, skills=self.skills_fn(policy, retrieved, candidate_of, matched=True),
                             index_offset=half, **common)
         t_aug = time.time() - t2
 
@@ -270,6 +274,7 @@ class SkillVetting:
             los.append(measured.lo)
             his.append(measured.hi)
         self.bank.log_retrievals(iteration, [(s.id, tid) for tid, found in retrieved.items() for s in found])
+        self.bank.log_goals(iteration, [(e.task.task_type, e.goal) for e in base if e.index == 0])
 
         episodes = sorted([*base, *augmented], key=lambda e: (e.group, e.index))
         base_success = float(np.mean([e.won for e in base])) if base else 0.0
@@ -292,12 +297,42 @@ class SkillVetting:
 
     # ---------------------------------------------------------------- promotion
 
-    def promote(self, policy: Policy, iteration: int, goals: Sequence[tuple[str, str]]) -> tuple[GeneratorRows | None, dict]:
+    def revet(self, policy: Policy, source: TaskSource, pool: Sequence[Task], skill: StoredSkill, seed: int) -> tuple:
+        """U of a stored candidate measured again, on K fresh train tasks of its types (none it was
+        measured on) with fresh sampling seeds: (Utility, measurements), or None without tasks."""
+        cfg, sk = self.cfg, self.sk
+        seen = {m["task"] for m in self.bank.measurements(skill.id)}
+        fresh = [t for t in pool if t.task_type in skill.task_types and t.id not in seen]
+        if not fresh:
+            return None
+        rng = np.random.default_rng([seed, skill.id])
+        tasks = [fresh[int(i)] for i in rng.choice(len(fresh), size=min(sk.cluster_size, len(fresh)), replace=False)]
+        half = cfg.train.group_size // 2
+        common = dict(max_new_tokens=cfg.sampling.max_action_tokens, temperature=cfg.sampling.temperature,
+                      history_length=cfg.sampling.history_length,
+                      sampling_seeds=pair_seeds(int(rng.integers(2**62)), len(tasks), half), skills_section=True)
+        retrieved: dict[str, list[StoredSkill]] = {}
+        candidate = {t.id: skill.skill for t in tasks}
+        base = rollout(policy, source, tasks, half, skills=self.skills_fn(policy, retrieved, matched=True), **common)
+        augmented = rollout(policy, source, tasks, half, skills=self.skills_fn(policy, retrieved, candidate, matched=True),
+                            index_offset=half, **common)
+        base_KP, aug_KP, task_ids = matched_rewards(base, augmented, range(len(tasks)), half)
+        if not base_KP:
+            return None
+        measured = utility(base_KP, aug_KP, sk.confidence)
+        return measured, [Measurement(t, b, a, float(np.mean(a) - np.mean(b))) for t, b, a in zip(task_ids, base_KP, aug_KP)]
+
+    def promote(self, policy: Policy, iteration: int, source: TaskSource | None = None,
+                pool: Sequence[Task] = (), seed: int = 0) -> tuple[GeneratorRows | None, dict]:
         """Decide every candidate (promote or discard), prune the bank, in one transaction.
-        `goals` are (task type, goal) of recent tasks: the relevant tasks of the pruning score.
-        Returns the generator loss's rows for the policy-written skills decided here."""
+        With `skills.revet`, a candidate that passes the gate is measured again on fresh tasks of
+        its types from `pool` (played in `source`) and promoted only if it passes there too.
+        The pruning score of a skill is its mean likelihood over the tasks of its types played in
+        the last `skills.prune_window` iterations. Returns the generator loss's rows for the
+        policy-written skills decided here."""
         sk = self.sk
         t0 = time.time()
+        goals = self.bank.recent_goals(iteration - sk.prune_window)
         queue = self.bank.skills("candidate")
         bank = self.bank.skills("promoted")
         bank_E = np.stack([s.embedding for s in bank]) if bank else np.zeros((0, 1), dtype=np.float32)
@@ -306,6 +341,26 @@ class SkillVetting:
             bank_E, [s.id for s in bank],
             top=sk.promote_top, novelty=sk.novelty, require_lcb=sk.require_lcb, gate=sk.gate,
         )
+        revetted = 0
+        if sk.revet and sk.gate:
+            if source is None:
+                raise ValueError("skills.revet needs the task source and pool to measure candidates again")
+            by_id = {s.id: s for s in queue}
+            for j, d in enumerate(decisions):
+                if d.kind != "promoted":
+                    continue
+                again = self.revet(policy, source, pool, by_id[d.skill_id], seed)
+                if again is None:
+                    continue
+                measured, rows = again
+                self.bank.add_measurements(d.skill_id, iteration, rows)
+                revetted += 1
+                figures = {**d.figures, "revet_U": measured.value, "revet_lo": _finite(measured.lo),
+                           "revet_hi": _finite(measured.hi), "revet_tasks": [m.task for m in rows]}
+                passed = measured.value > 0 and (not sk.require_lcb or measured.lo > 0)
+                reason = (f"{d.reason}; re-vetted on {len(rows)} fresh tasks: U = {measured.value:+.3f}"
+                          + ("" if passed else " is not above 0" if measured.value <= 0 else ", lower bound not above 0"))
+                decisions[j] = Decision(d.skill_id, "promoted" if passed else "discarded", reason, figures)
         promoted_ids = {d.skill_id for d in decisions if d.kind == "promoted"}
         after = [*bank, *[s for s in queue if s.id in promoted_ids]]
         scores: list[float | None] = []
@@ -323,23 +378,21 @@ class SkillVetting:
         else:
             scores = [None] * len(after)
         pruned = pruning([s.id for s in after], scores, [s.utility for s in after],
-                         capacity=sk.capacity, margin=sk.prune_margin)
+                         capacity=sk.capacity, margin=sk.prune_margin, protected=promoted_ids)
         self.bank.apply(iteration, [*decisions, *pruned])
 
-        prompts, responses, weights = [], [], []
-        for s in queue:
-            if s.writer != "policy" or not s.induction:
-                continue
-            u = s.utility or 0.0
-            w = u if s.id in promoted_ids else -sk.gen_discard_weight * abs(u)
-            if w != 0.0:
-                prompts.append(s.induction["prompt_ids"])
-                responses.append(s.induction["response_ids"])
-                weights.append(w)
+        written = [s for s in queue if s.writer == "policy" and s.induction]
+        w_S = generator_weights([s.utility or 0.0 for s in written], [s.id in promoted_ids for s in written],
+                                sk.gen_discard_weight)
+        kept = [(s, float(w)) for s, w in zip(written, w_S) if w != 0.0]
+        prompts = [s.induction["prompt_ids"] for s, _ in kept]
+        responses = [s.induction["response_ids"] for s, _ in kept]
+        weights = [w for _, w in kept]
         rows = GeneratorRows(prompts, responses, weights, sk.gen_coef) if prompts else None
         known = [x for x in scores if x is not None]
         stats = {
             "skills_promoted": len(promoted_ids),
+            "skills_revetted": revetted,
             "skills_discarded": sum(d.kind == "discarded" for d in decisions),
             "skills_pruned": len(pruned),
             "skills_bank_size": len(after) - len(pruned),
@@ -348,3 +401,7 @@ class SkillVetting:
             "time_promote_s": round(time.time() - t0, 3),
         }
         return rows, stats
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None

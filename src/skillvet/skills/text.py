@@ -99,3 +99,31 @@ def skills_block(texts: Sequence[str], max_skill_chars: int, max_block_chars: in
         shown.append(clean)
         used += len(clean) + 3
     return shown
+
+
+def augmented_blocks(
+    candidate: str, base_texts: Sequence[str], max_skill_chars: int, max_block_chars: int,
+    special_tokens: Iterable[str] = (),
+) -> tuple[list[str], list[str]]:
+    """The base and skill-augmented blocks of a matched pair: the augmented block is exactly the
+    base block with the candidate put first. The base block is built within what the block
+    budget leaves beside a candidate of the largest size, so adding it never pushes out a
+    retrieved skill (which would measure a swap, not an addition)."""
+    reserve = max_skill_chars + 3
+    if max_block_chars < reserve:
+        raise ValueError(f"max_block_chars {max_block_chars} leaves no room for a candidate of {max_skill_chars} characters")
+    base = skills_block(base_texts, max_skill_chars, max_block_chars - reserve, special_tokens)
+    added = skills_block([candidate], max_skill_chars, reserve, special_tokens)
+    return base, [*added, *base]
+
+
+PLACEBO_TEXT = "This line is only a placeholder the size of a skill and gives no advice at all."
+
+
+def placebo_skill(like: Skill) -> Skill:
+    """A skill that says nothing, whose one-line form is as long as `like`'s: shown in place of
+    a skill, it measures what a block of that size does by being there."""
+    title, when = "Placeholder", "any task"
+    room = max(1, len(like.text()) - len(Skill(title, when, "").text()))
+    body = " ".join([PLACEBO_TEXT] * (room // len(PLACEBO_TEXT) + 1))[:room].rstrip()
+    return Skill(title, when, body + "." * (room - len(body)))

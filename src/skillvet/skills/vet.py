@@ -7,20 +7,25 @@ Each task is played `pairs` times without the skill (base) and `pairs` times wit
 (augmented), pair by pair from the same initial state with the same sampling seed (common
 random numbers), exactly as the training loop measures candidates; U is the mean over tasks of
 u = mean augmented reward - mean base reward, with a Student t interval over the tasks.
+Both halves show the skills section (the augmented block is the base block plus the skill), so
+they differ only in the skill's line; `placebo` adds an arm with a neutral line of the same
+length, which separates what a block does by being there from what the skill says (beyond the
+paper).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 
 from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
-from skillvet.rollout import rollout
+from skillvet.rollout import Episode, rollout
 from skillvet.skills.gate import utility
 from skillvet.skills.sapo import matched_rewards, pair_seeds
-from skillvet.skills.text import Skill, skills_block
+from skillvet.skills.text import Skill, augmented_blocks, placebo_skill
 from skillvet.types import Task
 
 
@@ -39,25 +44,31 @@ def vet(
     confidence: float = 0.9,
     max_skill_chars: int = 400,
     max_block_chars: int = 1200,
+    placebo: bool = False,
 ) -> dict:
-    """U of `skill` over `tasks` with matched halves of `pairs` rollouts each, and its interval."""
+    """U of `skill` over `tasks` with matched halves of `pairs` rollouts each, and its interval.
+
+    With `placebo`, a third arm of `pairs` rollouts per task (the same seeds) shows a neutral
+    skill of the same length instead (`placebo_skill`): "placebo" is its U against the base
+    half (the effect of a block being there), "U_vs_placebo" the skill's against the placebo
+    (the effect of what the skill says).
+    """
     if not tasks:
         raise ValueError("vet needs at least one task")
     specials = list(policy.tokenizer.all_special_tokens)
-    base_block = skills_block(list(base_skills), max_skill_chars, max_block_chars, specials)
-    aug_block = skills_block([skill.text(), *base_skills], max_skill_chars, max_block_chars, specials)
+    base_block, aug_block = augmented_blocks(skill.text(), list(base_skills), max_skill_chars, max_block_chars, specials)
     seeds = pair_seeds(seed, len(tasks), pairs)
     common = dict(max_new_tokens=max_new_tokens, temperature=temperature, history_length=history_length,
-                  sampling_seeds=seeds if temperature > 0 else None)
+                  sampling_seeds=seeds if temperature > 0 else None, skills_section=True)
     base = rollout(policy, source, tasks, pairs, skills=lambda t, g: base_block, **common)
     augmented = rollout(policy, source, tasks, pairs, skills=lambda t, g: aug_block, index_offset=pairs, **common)
     base_KP, aug_KP, task_ids = matched_rewards(base, augmented, range(len(tasks)), pairs)
     if not base_KP:
         raise RuntimeError("every pair had a crashed environment; nothing was measured")
     measured = utility(base_KP, aug_KP, confidence)
-    return {
+    result = {
         "skill": skill.text(),
-        "base_skills": list(base_skills),
+        "base_skills": list(base_block),
         "U": measured.value,
         "lo": measured.lo,
         "hi": measured.hi,
@@ -73,6 +84,22 @@ def vet(
         ),
         "per_task": [{"task": t, "u": u} for t, u in zip(task_ids, measured.per_task)],
     }
+    if placebo:
+        neutral = placebo_skill(skill)
+        _, placebo_block = augmented_blocks(neutral.text(), list(base_skills), max_skill_chars, max_block_chars, specials)
+        # numbered as a second augmented half, so its rollouts pair with the base half's by index
+        shown = rollout(policy, source, tasks, pairs, skills=lambda t, g: placebo_block, index_offset=pairs, **common)
+        b_KP, p_KP, _ = matched_rewards(base, shown, range(len(tasks)), pairs)
+        p2_KP, a2_KP, _ = matched_rewards([_renumber(e, -pairs) for e in shown], augmented, range(len(tasks)), pairs)
+        vs_base, vs_placebo = utility(b_KP, p_KP, confidence), utility(p2_KP, a2_KP, confidence)
+        result["placebo"] = {"skill": neutral.text(), "U": vs_base.value, "lo": vs_base.lo, "hi": vs_base.hi,
+                             "success": float(np.mean([e.won for e in shown]))}
+        result["U_vs_placebo"] = {"U": vs_placebo.value, "lo": vs_placebo.lo, "hi": vs_placebo.hi}
+    return result
+
+
+def _renumber(e: Episode, by: int) -> Episode:
+    return dataclasses.replace(e, index=e.index + by)
 
 
 def _actions(episodes) -> list[tuple]:
