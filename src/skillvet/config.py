@@ -296,7 +296,7 @@ class SftConfig:
     """Demonstration steps per optimizer step."""
     lr: float = 3e-3
     """Peak learning rate (linear warm-up over the first 5% of steps, cosine decay after)."""
-    recovery: float = 0.0
+    recovery: float = 0.3
     """Share of expert steps also demonstrated right after an injected invalid action (the previous action repeated where it is not admissible; the environment answers "Nothing happens."), answered with the expert's action: the warm start learns to go on after its own most common mistake instead of repeating it."""
     val_tasks: int = 50
     """Train-split tasks after the `tasks` demonstrated ones whose expert steps are held out as the validation set (0: none)."""
