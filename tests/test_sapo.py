@@ -392,3 +392,18 @@ def test_revetting_measures_a_gated_candidate_again_on_fresh_tasks_before_it_is_
     assert decided[False] == "promoted"  # the first measurement alone passes the gate
     # this untrained policy wins nothing in four steps, so on fresh tasks the lucky skill measures 0
     assert decided[True] == "discarded"
+
+
+def test_the_placebo_arm_reports_its_utility_and_changes_nothing_the_run_learns_from(tmp_path):
+    from skillvet.train import start_run, train
+
+    lines = {}
+    for placebo in ("false", "true"):
+        cfg = load_config(None, [*SMALL, "train.iterations=1", f"skills.placebo={placebo}"])
+        train(start_run(cfg, quiet=True, run_dir=tmp_path / placebo))
+        lines[placebo] = json.loads((tmp_path / placebo / "metrics.jsonl").read_text().splitlines()[0])
+    on, off = lines["true"], lines["false"]
+    assert "skills_placebo_U" in on and "skills_placebo_U" not in off
+    assert -10.0 <= on["skills_placebo_U"] <= 10.0
+    for key in ("samples", "skills_U", "train_success", "loss", "kl"):
+        assert on[key] == off[key], key

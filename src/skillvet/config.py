@@ -450,6 +450,8 @@ class SkillsConfig:
     """Promote only when the lower confidence bound of U is above 0 (evidence, not a point estimate)."""
     confidence: float = 0.9
     """Level of the confidence interval on U (Student t over the tasks' u)."""
+    placebo: bool = False
+    """Each iteration, also play the first cluster's tasks (N/2 rollouts each, the base half's seeds) with a neutral skill as long as its candidate, and log its U as skills_placebo_U: the effect of a block's line being there, whatever it says (these rollouts train nothing)."""
     revet: bool = False
     """Measure a candidate that passes the gate again on K fresh tasks of its types with fresh seeds, and promote it only if it passes there too (beyond the paper: U on the tasks it was induced from is optimistic)."""
     gate: bool = True

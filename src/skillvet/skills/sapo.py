@@ -58,7 +58,7 @@ from skillvet.skills.gate import Candidate, generator_weights, promotion, prunin
 from skillvet.skills.induce import Attempt, induction_prompt, rule_skill
 from skillvet.skills.score import likelihood, rerank, similar
 from skillvet.skills.teacher import HttpTeacher, TeacherError
-from skillvet.skills.text import Skill, augmented_blocks, parse_skill, skills_block
+from skillvet.skills.text import Skill, augmented_blocks, parse_skill, placebo_skill, skills_block
 from skillvet.types import Task
 
 
@@ -247,6 +247,7 @@ class SkillVetting:
         augmented = rollout(policy, source, tasks, half, skills=self.skills_fn(policy, retrieved, candidate_of, matched=True),
                             index_offset=half, **common)
         t_aug = time.time() - t2
+        placebo = self.placebo_utility(policy, source, tasks, base, retrieved, written, common) if sk.placebo else None
 
         us, los, his = [], [], []
         embeddings = self.embed([w.skill.text() for w in written])
@@ -289,11 +290,26 @@ class SkillVetting:
             "skills_policy_share": share,
             "skills_writers": {w: sum(x.writer == w for x in written) for w in ("rule", "teacher", "policy")},
             "skills_fallbacks": sum(x.fallback for x in written),
+            **({"skills_placebo_U": placebo} if placebo is not None else {}),
             "time_base_s": round(t_base, 3),
             "time_induce_s": round(t_induce, 3),
             "time_augmented_s": round(t_aug, 3),
         }
         return episodes, stats
+
+    def placebo_utility(self, policy: Policy, source: TaskSource, tasks: Sequence[Task], base: Sequence[Episode],
+                        retrieved: dict, written: Sequence[Written], common: dict) -> float:
+        """U of a neutral skill as long as the first cluster's candidate, on that cluster's tasks,
+        paired with their base half (`skills.placebo`; beyond the paper): what a block's line does
+        by being there. These rollouts train nothing."""
+        k, half = self.sk.cluster_size, self.cfg.train.group_size // 2
+        cluster = list(tasks[:k])
+        neutral = placebo_skill(written[0].skill)
+        paired = {**common, "sampling_seeds": common["sampling_seeds"][: k * half]}  # the cluster's pairs' seeds
+        shown = rollout(policy, source, cluster, half, index_offset=half, **paired,
+                        skills=self.skills_fn(policy, retrieved, {t.id: neutral for t in cluster}, matched=True))
+        base_KP, placebo_KP, _ = matched_rewards([e for e in base if e.group < k], shown, range(k), half)
+        return round(utility(base_KP, placebo_KP, self.sk.confidence).value, 4) if base_KP else 0.0
 
     # ---------------------------------------------------------------- promotion
 
