@@ -117,3 +117,34 @@ def test_compare_groups_seeds_and_reproduces_each_final_number(tmp_path):
     row = next(r for r in rows if r["estimator"] == "gigpo")
     assert row["runs"] == 3 and row["after_mean"] == pytest.approx(0.5) and row["after_std"] == pytest.approx(0.25)
     assert "50.0% ± 25.0%" in format_table(rows) and figure.is_file()
+
+
+def test_compare_gives_intervals_over_seeds_per_type_and_the_paired_difference(tmp_path):
+    import json
+
+    from skillvet.config import save_config
+    from skillvet.report import compare, format_table
+    from skillvet.stats import t_interval
+
+    finals = {"gigpo": [0.30, 0.40, 0.35], "grpo": [0.20, 0.35, 0.25]}
+    dirs = []
+    for estimator, values in finals.items():
+        for seed, after in enumerate(values):
+            d = tmp_path / f"{estimator}-s{seed}"
+            d.mkdir()
+            save_config(load_config(None, [f"run.seed={seed}", f"run.name=cmp-{estimator}-s{seed}",
+                                           f"algo.estimator={estimator}"]), d / "config.yaml")
+            by_type = {"heat": {"success_rate": after, "episodes": 10}, "cool": {"success_rate": after / 2, "episodes": 10}}
+            (d / "eval.jsonl").write_text(json.dumps({"iteration": 2, "stage": "after", "success_rate": after,
+                                                      "episodes": 20, "by_type": by_type}) + "\n")
+            dirs.append(d)
+    rows, _ = compare(dirs)
+    gigpo = next(r for r in rows if r["estimator"] == "gigpo")
+    assert gigpo["after_ci95"] == pytest.approx(list(t_interval(finals["gigpo"], 0.95)))
+    assert gigpo["after_by_type"]["heat"]["mean"] == pytest.approx(0.35)
+    assert gigpo["after_by_type"]["cool"]["ci95"] == pytest.approx(list(t_interval([0.15, 0.2, 0.175], 0.95)))
+    table = format_table(rows)
+    diffs = [a - b for a, b in zip(finals["gigpo"], finals["grpo"])]
+    lo, hi = t_interval(diffs, 0.95)
+    assert f"{100 * sum(diffs) / 3:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] points" in table
+    assert "cmp-gigpo - cmp-grpo" in table and "| cool | heat |" in table

@@ -410,7 +410,10 @@ def format_table(rows: list[dict]) -> str:
             cells = []
             for t in types:
                 v = r["after_by_type"].get(t)
-                cells.append("n/a" if v is None else f"{v['mean']:.1%} ± {v['std']:.1%}")
+                cell = "n/a" if v is None else f"{v['mean']:.1%} ± {v['std']:.1%}"
+                if v is not None and v["ci95"]:
+                    cell += f" [{100 * max(0.0, v['ci95'][0]):.0f}, {100 * min(1.0, v['ci95'][1]):.0f}]"
+                cells.append(cell)
             lines.append(f"| {r['recipe']} | " + " | ".join(cells) + " |")
     pairs = paired_differences(rows)
     if pairs:
