@@ -432,10 +432,12 @@ class SkillsConfig:
     """Base URL of the OpenAI-compatible API (teacher: http)."""
     teacher_model: str = "teacher"
     """Model name sent to the API."""
-    teacher_key_env: str = "OPENAI_API_KEY"
-    """Environment variable holding the API key (sent as a bearer token when set)."""
+    teacher_key_env: str = ""
+    """Environment variable holding the API key, sent as a bearer token (empty: no key). Never sent over plain http to a host other than this machine."""
     teacher_timeout: float = 30.0
-    """Seconds one API call may take."""
+    """Seconds one API call may take in all (connecting, sending and reading the whole answer)."""
+    teacher_max_bytes: int = 1_000_000
+    """Largest answer body read from the API; a longer one is a teacher failure."""
     teacher_retries: int = 2
     """Retries after a failed call, with exponential backoff (1 s, 2 s, ...)."""
     promote_every: int = 5

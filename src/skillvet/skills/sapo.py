@@ -58,7 +58,14 @@ from skillvet.skills.gate import Candidate, generator_weights, promotion, prunin
 from skillvet.skills.induce import Attempt, induction_prompt, rule_skill
 from skillvet.skills.score import likelihood, rerank, similar
 from skillvet.skills.teacher import HttpTeacher, TeacherError
-from skillvet.skills.text import Skill, augmented_blocks, parse_skill, placebo_skill, skills_block
+from skillvet.skills.text import (
+    Skill,
+    augmented_blocks,
+    fit_skill,
+    parse_skill,
+    placebo_skill,
+    skills_block,
+)
 from skillvet.types import Task
 
 
@@ -118,7 +125,8 @@ class SkillVetting:
         self.embed = embedder or Embedder(self.sk.embedder)
         self.teacher = (
             HttpTeacher(self.sk.teacher_url, self.sk.teacher_model, key_env=self.sk.teacher_key_env,
-                        timeout=self.sk.teacher_timeout, retries=self.sk.teacher_retries)
+                        timeout=self.sk.teacher_timeout, retries=self.sk.teacher_retries,
+                        max_bytes=self.sk.teacher_max_bytes)
             if self.sk.teacher == "http" else None
         )
 
@@ -197,6 +205,7 @@ class SkillVetting:
             gen = policy.generate([ids], self.sk.max_skill_tokens, self.cfg.sampling.temperature,
                                   generator, stop_text=None)[0]
             skill = parse_skill(gen.text)
+            skill = fit_skill(skill, self.sk.max_skill_chars) if skill is not None else None
             if skill is None:
                 return Written(rule, "rule", "the policy's answer held no Title/When/Procedure lines; rule inducer used", fallback=True)
             return Written(skill, "policy", "written by the policy",
@@ -207,6 +216,7 @@ class SkillVetting:
             except TeacherError as err:
                 return Written(rule, "rule", f"teacher failed ({err}); rule inducer used", fallback=True)
             skill = parse_skill(answer)
+            skill = fit_skill(skill, self.sk.max_skill_chars) if skill is not None else None
             if skill is None:
                 return Written(rule, "rule", "the teacher's answer held no Title/When/Procedure lines; rule inducer used", fallback=True)
             return Written(skill, "teacher", f"written by the teacher {self.sk.teacher_model}")

@@ -84,6 +84,20 @@ def parse_skill(answer: str) -> Skill | None:
     return Skill(parts["title"], parts["when"], parts["procedure"])
 
 
+def fit_skill(skill: Skill, max_chars: int, special_tokens: Iterable[str] = ()) -> Skill:
+    """`skill` sanitized, with its one-line form cut to `max_chars`: the procedure gives way
+    first, then the condition, then the title (each keeps at least a few words)."""
+    specials = list(special_tokens)
+    title, when, procedure = (sanitize(p, specials, max_chars) for p in (skill.title, skill.when, skill.procedure))
+    fixed = len(Skill(title, when, "").text())
+    if fixed + min(len(procedure), 20) > max_chars:  # a title and condition that leave no room
+        title = sanitize(title, max_chars=max(10, max_chars // 5))
+        when = sanitize(when, max_chars=max(10, max_chars // 4))
+        fixed = len(Skill(title, when, "").text())
+    room = max(8, max_chars - fixed)
+    return Skill(title, when, sanitize(procedure, max_chars=room))
+
+
 def skills_block(texts: Sequence[str], max_skill_chars: int, max_block_chars: int, special_tokens: Iterable[str] = ()) -> list[str]:
     """The skill texts a prompt shows: each sanitized and cut to `max_skill_chars`, and no more of
     them than fit in `max_block_chars` together (in the given order, best first)."""
