@@ -5,10 +5,12 @@ time and size, and the API key never leaves for another origin."""
 from __future__ import annotations
 
 import json
+import re
 import socketserver
 import threading
 import time
 from contextlib import contextmanager
+from typing import ClassVar
 
 import pytest
 
@@ -26,7 +28,7 @@ class _Misbehaving(socketserver.BaseRequestHandler):
     """Answers each request the way `mode` says; records the headers it was sent."""
 
     mode = "good"
-    seen: list = []
+    seen: ClassVar[list] = []
     redirect_to = ""
 
     def handle(self) -> None:
@@ -129,3 +131,49 @@ def test_the_key_goes_to_the_configured_origin_only(monkeypatch):
     HttpTeacher("https://example.org/v1", "m", key_env="SKILLVET_TEST_KEY")  # https is fine
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("10.0.0.1") and not is_loopback("example.org")
+
+
+class _Cycling(_Misbehaving):
+    """Misbehaves in each way of MISBEHAVIOURS in turn, one per request."""
+
+    modes: ClassVar[list[str]] = sorted(MISBEHAVIOURS)
+    calls = 0
+
+    def handle(self) -> None:
+        type(self).mode = self.modes[type(self).calls % len(self.modes)]
+        type(self).calls += 1
+        super().handle()
+
+
+def test_a_sapo_run_against_a_misbehaving_teacher_completes_with_one_fallback_event_per_failure(tmp_path):
+    pytest.importorskip("transformers")
+    from skillvet.config import load_config
+    from skillvet.skills.bank import Bank
+    from skillvet.train import start_run, train
+
+    _Cycling.calls, _Cycling.seen = 0, []
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Cycling)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Cycling.redirect_to = f"http://127.0.0.1:{server.server_address[1]}/elsewhere"
+    try:
+        cfg = load_config(None, [
+            "model.tiny.layers=1", "model.tiny.hidden=32", "model.tiny.heads=2", "model.tiny.vocab_size=300",
+            "model.tiny.tokenizer_tasks=5", "model.threads=1", "sft.steps=2", "sft.tasks=8", "sft.batch_size=8",
+            "sft.val_tasks=2", "train.tasks_per_iteration=4", "train.group_size=2", "train.micro_batch_size=16",
+            "env.max_steps=3", "eval.tasks=2", "eval.before=false", "sampling.max_action_tokens=8",
+            "skills.enabled=true", "skills.cluster_size=2", "skills.promote_every=2", "train.iterations=4",
+            "skills.writer=teacher", "skills.teacher=http", "skills.teacher_retries=0", "skills.teacher_timeout=1",
+            f"skills.teacher_url=http://127.0.0.1:{server.server_address[1]}/v1", "skills.teacher_max_bytes=1000000",
+        ])
+        train(start_run(cfg, quiet=True, run_dir=tmp_path / "run"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _Cycling.calls == 8  # 2 clusters x 4 iterations, each misbehaving in its own way
+    bank = Bank(tmp_path / "run" / "skills.sqlite", read_only=True)
+    fallbacks = [e["reason"] for e in bank.events() if e["kind"] == "candidate" and "teacher failed" in e["reason"]]
+    bank.close()
+    assert len(fallbacks) == 8
+    for mode, says in MISBEHAVIOURS.items():
+        assert any(re.search(says, r) for r in fallbacks), mode

@@ -17,9 +17,12 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def env_config(args: argparse.Namespace) -> EnvConfig:
-    """EnvConfig from `skillvet env` options: the name, --data, --max-steps and --set overrides."""
-    data: dict = {"name": args.env}
+def env_config(args: argparse.Namespace, start: EnvConfig | None = None) -> EnvConfig:
+    """EnvConfig from `skillvet env` options: the name, --data, --max-steps and --set overrides.
+    With `start` (a run's own env settings) of the same environment, the options change those."""
+    import dataclasses
+
+    data: dict = dataclasses.asdict(start) if start is not None and start.name == args.env else {"name": args.env}
     if getattr(args, "data", None):
         data["data"] = args.data
     if getattr(args, "max_steps", None):
@@ -227,7 +230,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from skillvet.skills.sapo import SkillVetting
 
         skills = SkillVetting(cfg, run_dir).skills_fn(policy)  # the run's bank, as in its own evals
-    env_cfg = env_config(args)
+    env_cfg = env_config(args, cfg.env if run_dir is not None else None)  # a run: its own env settings
     source = make_source(env_cfg)
     split = args.split or eval_split(source, env_cfg.eval_split)
     tasks = source.tasks(split)[: args.limit]
@@ -278,7 +281,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bank(run_dir: str):
+def _bank(run_dir: str, read_only: bool = False):
     from pathlib import Path
 
     from skillvet.skills.bank import Bank
@@ -286,7 +289,7 @@ def _bank(run_dir: str):
     path = Path(run_dir) / "skills.sqlite"
     if not path.is_file():
         raise SystemExit(f"skillvet: {run_dir} has no skill bank (skills.sqlite); was it a run with skills.enabled?")
-    return Bank(path)
+    return Bank(path, read_only=read_only)
 
 
 def _interval(lo, hi) -> str:
@@ -296,7 +299,7 @@ def _interval(lo, hi) -> str:
 
 
 def cmd_skills_list(args: argparse.Namespace) -> int:
-    bank = _bank(args.run_dir)
+    bank = _bank(args.run_dir, read_only=True)
     rows = bank.skills(args.status)
     if args.json:
         print(json.dumps([_skill_record(s) for s in rows], indent=2))
@@ -320,7 +323,7 @@ def _skill_record(s) -> dict:
 
 
 def cmd_skills_show(args: argparse.Namespace) -> int:
-    bank = _bank(args.run_dir)
+    bank = _bank(args.run_dir, read_only=True)
     try:
         s = bank.get(args.skill_id)
     except KeyError as err:
@@ -348,7 +351,7 @@ def cmd_skills_show(args: argparse.Namespace) -> int:
 def cmd_skills_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    bank = _bank(args.run_dir)
+    bank = _bank(args.run_dir, read_only=True)
     rows = bank.skills(args.status)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -371,14 +374,23 @@ def cmd_skills_import(args: argparse.Namespace) -> int:
     for n, line in enumerate(Path(args.file).read_text().splitlines(), start=1):
         if not line.strip():
             continue
+        where = f"skillvet: {args.file} line {n}"
         try:
             r = json.loads(line)
-            skill = Skill(*(sanitize(str(r[k]), max_chars=cfg.skills.max_skill_chars) for k in ("title", "when", "procedure")))
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise SystemExit(f"skillvet: {args.file} line {n}: not a skill record ({err}); expected JSON with title, when, procedure") from None
+        except json.JSONDecodeError as err:
+            raise SystemExit(f"{where}: not JSON ({err.msg})") from None
+        if not isinstance(r, dict):
+            raise SystemExit(f"{where}: expected a JSON object with title, when, procedure")
+        parts = [r.get(k) for k in ("title", "when", "procedure")]
+        if not all(isinstance(p, str) for p in parts):
+            raise SystemExit(f"{where}: title, when and procedure must be strings")
+        skill = Skill(*(sanitize(p, max_chars=cfg.skills.max_skill_chars) for p in parts))
         if not all((skill.title, skill.when, skill.procedure)):
-            raise SystemExit(f"skillvet: {args.file} line {n}: title, when and procedure must not be empty")
-        records.append((skill, list(r.get("task_types") or [])))
+            raise SystemExit(f"{where}: title, when and procedure must not be empty")
+        types = r.get("task_types", [])
+        if not isinstance(types, list) or not all(isinstance(t, str) and t.strip() for t in types):
+            raise SystemExit(f"{where}: task_types must be a list of task type names, got {types!r}")
+        records.append((skill, [t.strip() for t in types]))
     embed = Embedder(cfg.skills.embedder)
     vectors = embed([s.text() for s, _ in records])
     for (skill, types), vector in zip(records, vectors):
@@ -402,8 +414,8 @@ def cmd_skills_vet(args: argparse.Namespace) -> int:
 
     skill = read(args.skill)
     base_skills = [read(path).text() for path in args.base_skill or []]
-    cfg, policy, _ = load_model_arg(args.model)
-    source = make_source(env_config(args))
+    cfg, policy, run_dir = load_model_arg(args.model)
+    source = make_source(env_config(args, cfg.env if run_dir is not None else None))
     split = args.split or eval_split(source, cfg.env.eval_split)
     tasks = [t for t in source.tasks(split) if not args.type or t.task_type in args.type][: args.tasks]
     if not tasks:
@@ -443,10 +455,15 @@ def eval_split(source, preferred: str) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
     from skillvet.serve import make_server
 
     _, policy, _ = load_model_arg(args.model)
-    server = make_server(policy, args.name or args.model, args.host, args.port)
+    key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    if args.api_key_env and not key:
+        raise SystemExit(f"skillvet: --api-key-env {args.api_key_env} names an unset variable")
+    server = make_server(policy, args.name or args.model, args.host, args.port, api_key=key, timeout=args.timeout)
     print(f"serving {args.model} at http://{args.host}:{server.server_address[1]}/v1 (chat completions); Ctrl-C stops", flush=True)
     try:
         server.serve_forever()
@@ -455,6 +472,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         server.server_close()
     return 0
+
+
+def _number(kind, low=None, high=None, low_open=False):
+    """An argparse type: `kind` within [low, high] (low excluded with low_open)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
+        if low is not None and (value <= low if low_open else value < low):
+            raise argparse.ArgumentTypeError(f"{value} must be {'>' if low_open else '>='} {low}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{value} must be <= {high}")
+        return value
+    return parse
+
+
+POSITIVE = _number(int, 1)
+NON_NEGATIVE = _number(int, 0)
+TEMPERATURE = _number(float, 0.0)
+PORT = _number(int, 0, 65535)
+LEVEL = _number(float, 0.0, 1.0, low_open=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -480,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("env", help="environment name (see `skillvet env list`)")
         p.add_argument("--data", help="game folder for file-based environments (ALFWorld)")
         p.add_argument("--split", help="split (default: the first one)")
-        p.add_argument("--max-steps", type=int, help="episode step limit")
+        p.add_argument("--max-steps", type=POSITIVE, help="episode step limit")
         p.add_argument(
             "--set",
             action="append",
@@ -497,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     play.set_defaults(func=cmd_env_play)
     check = env_sub.add_parser("check", help="replay the expert and report success and speed")
     env_options(check)
-    check.add_argument("--limit", type=int, help="play only the first N tasks of the split")
+    check.add_argument("--limit", type=POSITIVE, help="play only the first N tasks of the split")
     check.add_argument("--expert", action="store_true", help="play the environment's expert")
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -514,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     sft.add_argument("--env", default="household", help="environment name")
     sft.add_argument("--model", default="tiny", help="tiny, smollm2-135m-instruct, or an HF folder")
     sft.add_argument("--data", help="game folder for file-based environments (ALFWorld)")
-    sft.add_argument("--steps", type=int, help="SFT optimizer steps (sft.steps)")
+    sft.add_argument("--steps", type=POSITIVE, help="SFT optimizer steps (sft.steps)")
     sft.add_argument("--recipe", help="YAML recipe to start from")
     sft.add_argument("--out", required=True, help="output folder; the model goes to OUT/model-sft")
     sft.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, e.g. sft.lr=3e-3")
@@ -526,13 +565,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--env", required=True, help="environment name")
     ev.add_argument("--data", help="game folder for file-based environments (ALFWorld)")
     ev.add_argument("--split", help="split (default: env.eval_split, else the first)")
-    ev.add_argument("--limit", type=int, help="play only the first N tasks")
-    ev.add_argument("--max-steps", type=int, help="episode step limit")
-    ev.add_argument("--max-action-tokens", type=int, help="token limit of one answer")
-    ev.add_argument("--temperature", type=float,
+    ev.add_argument("--limit", type=POSITIVE, help="play only the first N tasks")
+    ev.add_argument("--max-steps", type=POSITIVE, help="episode step limit")
+    ev.add_argument("--max-action-tokens", type=POSITIVE, help="token limit of one answer")
+    ev.add_argument("--temperature", type=TEMPERATURE,
                     help="sampling temperature, 0 for greedy (default: the run's eval.temperature, else 0.4)")
-    ev.add_argument("--seed", type=int, help="sampling seed (default: the one the run's own evals use)")
-    ev.add_argument("--batch-size", type=int, default=64, help="environments played at once")
+    ev.add_argument("--seed", type=NON_NEGATIVE, help="sampling seed (default: the one the run's own evals use)")
+    ev.add_argument("--batch-size", type=POSITIVE, default=64, help="environments played at once")
     ev.add_argument("--out", help="write the episodes to this JSONL file")
     ev.add_argument("--set", action="append", metavar="KEY=VALUE", help="env config override (household.distractors=12)")
     ev.add_argument("--no-skills", action="store_true", help="a SAPO run without its skill bank (no skills block)")
@@ -543,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="figures and a self-contained report.html for a run")
     report.add_argument("run_dir", help="run directory")
     report.add_argument("--out", help="output folder (default RUN_DIR/report)")
-    report.add_argument("--trajectories", type=int, default=3, help="sample trajectories to render")
+    report.add_argument("--trajectories", type=NON_NEGATIVE, default=3, help="sample trajectories to render")
     report.set_defaults(func=cmd_report)
 
     cmp_ = sub.add_parser("compare", help="runs grouped by recipe: curves over seeds and a summary table")
@@ -561,7 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
     sk_list.set_defaults(func=cmd_skills_list)
     sk_show = skills_sub.add_parser("show", help="a skill's text, provenance, measurements and events")
     sk_show.add_argument("run_dir")
-    sk_show.add_argument("skill_id", type=int)
+    sk_show.add_argument("skill_id", type=POSITIVE)
     sk_show.add_argument("--json", action="store_true")
     sk_show.set_defaults(func=cmd_skills_show)
     sk_export = skills_sub.add_parser("export", help="skills as JSONL")
@@ -580,16 +619,16 @@ def build_parser() -> argparse.ArgumentParser:
     sk_vet.add_argument("--base-skill", action="append", metavar="FILE",
                         help="a skill both halves show, as the bank's retrieved skills would (repeatable): "
                              "U is then the skill's utility on top of them")
-    sk_vet.add_argument("--tasks", type=int, default=20, help="tasks to measure on (the split's first)")
-    sk_vet.add_argument("--pairs", type=int, default=4, help="matched pairs per task")
+    sk_vet.add_argument("--tasks", type=POSITIVE, default=20, help="tasks to measure on (the split's first)")
+    sk_vet.add_argument("--pairs", type=POSITIVE, default=4, help="matched pairs per task")
     sk_vet.add_argument("--type", action="append", help="only tasks of this type (repeatable)")
     sk_vet.add_argument("--data", help="game folder for file-based environments (ALFWorld)")
     sk_vet.add_argument("--split", help="split (default: env.eval_split)")
-    sk_vet.add_argument("--max-steps", type=int, help="episode step limit")
+    sk_vet.add_argument("--max-steps", type=POSITIVE, help="episode step limit")
     sk_vet.add_argument("--set", action="append", metavar="KEY=VALUE", help="env config override")
-    sk_vet.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of both halves")
-    sk_vet.add_argument("--confidence", type=float, default=0.9, help="interval level")
-    sk_vet.add_argument("--seed", type=int, default=0)
+    sk_vet.add_argument("--temperature", type=TEMPERATURE, default=1.0, help="sampling temperature of both halves")
+    sk_vet.add_argument("--confidence", type=LEVEL, default=0.9, help="interval level")
+    sk_vet.add_argument("--seed", type=NON_NEGATIVE, default=0)
     sk_vet.add_argument("--placebo", action="store_true",
                         help="a third arm with a neutral skill of the same length: the block's own effect, "
                              "and the skill's utility against it")
@@ -599,17 +638,45 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="a model behind an OpenAI-compatible chat-completions API")
     serve.add_argument("--model", required=True, help="run directory, HF folder, or model name")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=PORT, default=8000)
     serve.add_argument("--name", help="model name the API reports (default: --model)")
+    serve.add_argument("--api-key-env", metavar="VAR",
+                       help="require 'Authorization: Bearer <key>', the key read from this environment variable")
+    serve.add_argument("--timeout", type=_number(float, 0.0, low_open=True), default=30.0,
+                       help="seconds a client may take to send each part of its request")
     serve.set_defaults(func=cmd_serve)
     return parser
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """What a wrong command, file or setting raises: a one-line message, not a traceback."""
+    import sqlite3
+
+    import yaml
+
+    from skillvet.jsonl import DamagedRecord
+    from skillvet.rundir import DamagedRun, RunInUse
+
+    return (DamagedRun, RunInUse, DamagedRecord, OSError, ValueError, KeyError, yaml.YAMLError,
+            sqlite3.DatabaseError)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except ConfigError as err:
         print(f"skillvet: config error: {err}", file=sys.stderr)
+        return 2
+    except _user_errors() as err:
+        if args.debug:
+            raise
+        text = str(err) or type(err).__name__
+        if isinstance(err, KeyError):
+            text = f"not found: {err.args[0] if err.args else err}"
+        elif isinstance(err, OSError) and err.filename and err.strerror:
+            text = f"{err.strerror}: {err.filename}"
+        print(f"skillvet: {text} (--debug shows the traceback)", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import inspect
 import itertools
+import re
 import textwrap
 import types
 import typing
@@ -200,8 +201,10 @@ class ScienceworldConfig:
 
 @dataclass
 class EnvConfig:
-    name: Literal["household", "alfworld", "scienceworld", "textworld", "sokoban"] = "household"
-    """Which environment to play."""
+    name: str = "household"
+    """Which environment to play: household, alfworld, scienceworld, textworld, sokoban, or your own as `package.module:factory`, a function of this EnvConfig that returns a task source (its settings under env.options)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Settings of a plug-in environment (env.name package.module:factory), passed to it as they are."""
     max_steps: int = 20
     """Step limit of an episode (ALFWorld's papers use 50)."""
     data: str | None = None
@@ -221,6 +224,11 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         _require(self.max_steps >= 1, "env.max_steps", f"must be >= 1, got {self.max_steps}")
+        builtin = ("household", "alfworld", "scienceworld", "textworld", "sokoban")
+        plugin = re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", self.name) is not None
+        _require(self.name in builtin or plugin, "env.name",
+                 f"must be one of {', '.join(builtin)} or package.module:factory, got {self.name!r}")
+        _require(plugin or not self.options, "env.options", "are for a plug-in environment (env.name module:factory)")
 
 
 @dataclass
@@ -655,6 +663,10 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         return [_convert(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is Any:
         return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")

@@ -231,7 +231,7 @@ def _skills_section(run_dir: Path) -> str:
         return "<p>This run kept no skill bank.</p>"
     from skillvet.skills.bank import Bank
 
-    bank = Bank(run_dir / "skills.sqlite")
+    bank = Bank(run_dir / "skills.sqlite", read_only=True)
     try:
         counts, skills = bank.counts(), bank.skills()
     finally:

@@ -5,14 +5,18 @@
 
 Messages go through the model's own chat template; generation is the policy's sampling loop
 (greedy at temperature 0), one request at a time. Only a `stop` of "</action>" is honoured as a
-stop string (the agent's format); answers otherwise end at end of turn or `max_tokens`. Bad
-requests get a 400 with an OpenAI-style error body. This is what the HTTP teacher talks to in
+stop string (the agent's format); answers otherwise end at end of turn or `max_tokens`. Every
+failure gets a JSON error body (OpenAI's shape): 400 for a bad field or a prompt longer than the
+model's context, 401 without the `--api-key`, 413 for a body over 1 MB, 500 for anything else.
+A client that stops sending mid-request is cut off after `timeout` seconds. This is what the HTTP teacher talks to in
 tests, and a way to put a trained agent behind an API.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
+import math
 import threading
 import time
 import uuid
@@ -22,11 +26,51 @@ import torch
 
 from skillvet.policy.hf import STOP_TEXT, Policy
 
+MAX_BODY = 1_000_000
+"""Largest request body read (bytes); a larger one is answered 413 unread."""
 
-def make_server(policy: Policy, model_name: str, host: str = "127.0.0.1", port: int = 8000, max_tokens_limit: int = 1024) -> ThreadingHTTPServer:
+
+def _validated(request: object, max_tokens_limit: int) -> dict:
+    """The request's fields, checked; ValueError says what is wrong."""
+    if not isinstance(request, dict):
+        raise ValueError("the body must be a JSON object")
+    messages = request.get("messages")
+    if not isinstance(messages, list) or not messages or not all(
+        isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") in ("system", "user", "assistant")
+        for m in messages
+    ):
+        raise ValueError("messages must be a non-empty list of {role, content}")
+    max_tokens = request.get("max_tokens") or 256
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= max_tokens_limit:
+        raise ValueError(f"max_tokens must be an integer in [1, {max_tokens_limit}]")
+    temperature = request.get("temperature", 1.0)
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not math.isfinite(temperature):
+        raise ValueError("temperature must be a number")
+    if not (temperature == 0 or 1e-3 <= temperature <= 100):
+        raise ValueError("temperature must be 0 (greedy) or in [0.001, 100]")
+    seed = request.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
+        raise ValueError("seed must be an integer in [0, 2**63)")
+    stop = request.get("stop")
+    if stop is not None and not isinstance(stop, str) and not (isinstance(stop, list) and all(isinstance(x, str) for x in stop)):
+        raise ValueError("stop must be a string or a list of strings")
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    return {"messages": messages, "max_tokens": max_tokens, "temperature": float(temperature), "seed": seed,
+            "stops": stops}
+
+
+def make_server(policy: Policy, model_name: str, host: str = "127.0.0.1", port: int = 8000, max_tokens_limit: int = 1024,
+                api_key: str | None = None, timeout: float = 30.0) -> ThreadingHTTPServer:
+    """The server, not yet serving. With `api_key`, a request must carry `Authorization: Bearer KEY`.
+    A client gets `timeout` seconds for each read of its request, then the connection is closed."""
     lock = threading.Lock()
+    context = int(getattr(policy.model.config, "max_position_embeddings", 0) or 0)
 
     class Handler(BaseHTTPRequestHandler):
+        def setup(self) -> None:
+            self.timeout = timeout  # a half-sent request holds its thread for this long at most
+            super().setup()
+
         def log_message(self, format: str, *args) -> None:  # quiet: one line per request below
             pass
 
@@ -39,47 +83,68 @@ def make_server(policy: Policy, model_name: str, host: str = "127.0.0.1", port: 
             self.wfile.write(data)
 
         def _error(self, code: int, message: str) -> None:
-            self._send(code, {"error": {"message": message, "type": "invalid_request_error", "code": code}})
+            kind = "invalid_request_error" if code < 500 else "server_error"
+            self._send(code, {"error": {"message": message, "type": kind, "code": code}})
+
+        def _authorized(self) -> bool:
+            if api_key is None or hmac.compare_digest(self.headers.get("Authorization", ""), f"Bearer {api_key}"):
+                return True
+            self._error(401, "a valid 'Authorization: Bearer <key>' header is required")
+            return False
 
         def do_GET(self) -> None:
+            if not self._authorized():
+                return
             if self.path.rstrip("/") == "/v1/models":
                 self._send(200, {"object": "list", "data": [{"id": model_name, "object": "model", "owned_by": "skillvet"}]})
             else:
                 self._error(404, f"no route {self.path}")
 
         def do_POST(self) -> None:
+            try:
+                self._post()
+            except (TimeoutError, ConnectionError):
+                self.close_connection = True
+            except Exception as err:  # never a traceback and a dropped connection: a JSON 500
+                self._error(500, f"internal error: {type(err).__name__}: {err}")
+
+        def _post(self) -> None:
+            if not self._authorized():
+                return
             if self.path.rstrip("/") != "/v1/chat/completions":
                 self._error(404, f"no route {self.path}")
                 return
+            declared = self.headers.get("Content-Length", "0")
+            if not declared.isdigit():
+                self._error(400, "bad request: Content-Length must be a number")
+                return
+            if int(declared) > MAX_BODY:
+                self.close_connection = True
+                self._error(413, f"request body of {declared} bytes is over the limit of {MAX_BODY}")
+                return
+            body = self.rfile.read(int(declared))
+            if len(body) < int(declared):
+                self.close_connection = True
+                return  # the client went away mid-body
             try:
-                length = int(self.headers.get("Content-Length", "0"))
-                request = json.loads(self.rfile.read(length) or b"{}")
-                messages = request["messages"]
-                if not isinstance(messages, list) or not messages or not all(
-                    isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") in ("system", "user", "assistant")
-                    for m in messages
-                ):
-                    raise ValueError("messages must be a non-empty list of {role, content}")
-                max_tokens = int(request.get("max_tokens") or 256)
-                if not 1 <= max_tokens <= max_tokens_limit:
-                    raise ValueError(f"max_tokens must be in [1, {max_tokens_limit}]")
-                temperature = float(request.get("temperature", 1.0))
-                if temperature < 0:
-                    raise ValueError("temperature must be >= 0")
-                stop = request.get("stop")
-                stops = [stop] if isinstance(stop, str) else list(stop or [])
-            except (KeyError, ValueError, TypeError, json.JSONDecodeError) as err:
+                fields = _validated(json.loads(body or b"{}"), max_tokens_limit)
+            except (ValueError, RecursionError) as err:
                 self._error(400, f"bad request: {err}")
                 return
             text = policy.tokenizer.apply_chat_template(
-                [{"role": m["role"], "content": m["content"]} for m in messages], tokenize=False, add_generation_prompt=True
+                [{"role": m["role"], "content": m["content"]} for m in fields["messages"]], tokenize=False,
+                add_generation_prompt=True,
             )
             ids = policy.tokenizer(text, add_special_tokens=False)["input_ids"]
-            seed = request.get("seed")
-            generator = torch.Generator(device=policy.device).manual_seed(int(seed)) if seed is not None else None
+            if context and len(ids) + fields["max_tokens"] > context:
+                self._error(400, f"the prompt ({len(ids)} tokens) and max_tokens ({fields['max_tokens']}) exceed "
+                                 f"the model's context of {context} tokens")
+                return
+            seed = fields["seed"]
+            generator = torch.Generator(device=policy.device).manual_seed(seed) if seed is not None else None
             with lock:
-                gen = policy.generate([ids], max_tokens, temperature, generator,
-                                      stop_text=STOP_TEXT if STOP_TEXT in stops else None)[0]
+                gen = policy.generate([ids], fields["max_tokens"], fields["temperature"], generator,
+                                      stop_text=STOP_TEXT if STOP_TEXT in fields["stops"] else None)[0]
             self._send(200, {
                 "id": f"chatcmpl-{uuid.uuid4().hex[:16]}",
                 "object": "chat.completion",
@@ -93,4 +158,6 @@ def make_server(policy: Policy, model_name: str, host: str = "127.0.0.1", port: 
                 "usage": {"prompt_tokens": len(ids), "completion_tokens": len(gen.ids), "total_tokens": len(ids) + len(gen.ids)},
             })
 
-    return ThreadingHTTPServer((host, port), Handler)
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    return server

@@ -28,9 +28,7 @@ Choices:
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -45,10 +43,19 @@ from skillvet.envs import TaskSource, make_source
 from skillvet.evaluate import evaluate, format_summary, summarize
 from skillvet.jsonl import append_jsonl, keep_through, read_jsonl
 from skillvet.learner import compute_advantages, update, zero_signal_share
+from skillvet.loggers import Loggers
 from skillvet.machine import machine_info
 from skillvet.policy.hf import Policy
 from skillvet.policy.models import build_tiny, chatml_text, resolve
 from skillvet.rollout import rollout
+from skillvet.rundir import (
+    latest_checkpoint,
+    load_checkpoint_file,
+    lock,
+    read_start,
+    write_start,
+)
+from skillvet.rundir import save_checkpoint as save_checkpoint_files
 from skillvet.sampling import clustered_tasks, uniform_tasks
 from skillvet.sft import (
     Validation,
@@ -85,48 +92,11 @@ class Run:
     loggers: Loggers | None = None
     vetting: SkillVetting | None = None
     """SAPO's skill bank and its per-iteration steps (skills.enabled)."""
+    held: object = None
+    """The run's writer lock (`skillvet.rundir.lock`), held while this object lives."""
 
     def path(self, name: str) -> Path:
         return self.dir / name
-
-
-class Loggers:
-    """Optional backends beside metrics.jsonl: TensorBoard and wandb, fed the same numbers."""
-
-    def __init__(self, cfg: Config, run_dir: Path) -> None:
-        self.tb = self.wandb = None
-        if cfg.log.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as err:
-                raise ImportError("log.tensorboard needs the tensorboard package: pip install tensorboard") from err
-            self.tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-        if cfg.log.wandb:
-            try:
-                import wandb
-            except ImportError as err:
-                raise ImportError("log.wandb needs the wandb package: pip install wandb") from err
-            self.wandb = wandb.init(project=cfg.log.wandb_project, name=run_dir.name, dir=str(run_dir),
-                                    config=json.loads(json.dumps(dataclasses.asdict(cfg))), resume="allow", id=run_dir.name)
-
-    def log(self, prefix: str, record: dict, step: int) -> None:
-        flat = {}
-        for key, value in record.items():
-            if isinstance(value, bool) or key == "iteration":
-                continue
-            if isinstance(value, int | float):
-                flat[f"{prefix}/{key}"] = float(value)
-            elif isinstance(value, dict):  # success_by_type, by_type
-                for sub, v in value.items():
-                    v = v.get("success_rate") if isinstance(v, dict) else v
-                    if isinstance(v, int | float):
-                        flat[f"{prefix}/{key}/{sub}"] = float(v)
-        if self.tb is not None:
-            for key, value in flat.items():
-                self.tb.add_scalar(key, value, step)
-            self.tb.flush()
-        if self.wandb is not None:
-            self.wandb.log(flat, step=step)
 
 
 def _say(run: Run, text: str) -> None:
@@ -150,17 +120,8 @@ def _optimizer(policy: Policy, cfg: Config) -> torch.optim.Optimizer:
 
 def load_policy_from_start(run_dir: Path, cfg: Config) -> Policy:
     """The policy a run started RL from (its base folder and any warm-start adapter)."""
-    start = json.loads((run_dir / "start.json").read_text())
-    return Policy.load(start["base"], cfg.model, adapter=start["adapter"])
-
-
-def latest_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
-    """(iteration, folder) of the checkpoint `checkpoints/latest.json` points at, if any."""
-    pointer = run_dir / "checkpoints" / "latest.json"
-    if not pointer.is_file():
-        return None
-    latest = json.loads(pointer.read_text())
-    return latest["iteration"], run_dir / "checkpoints" / latest["folder"]
+    base, adapter = read_start(run_dir)
+    return Policy.load(base, cfg.model, adapter=adapter)
 
 
 def load_run_policy(run_dir: str | Path) -> tuple[Config, Policy]:
@@ -170,7 +131,7 @@ def load_run_policy(run_dir: str | Path) -> tuple[Config, Policy]:
     policy = load_policy_from_start(path, cfg)
     latest = latest_checkpoint(path)
     if latest is not None:
-        policy.load_trainable_state(torch.load(latest[1] / "trainable.pt", map_location="cpu"))
+        policy.load_trainable_state(load_checkpoint_file(latest[1], "trainable.pt"))
     policy.model.eval()
     return cfg, policy
 
@@ -181,9 +142,12 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
         torch.set_num_threads(cfg.model.threads)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     path = Path(run_dir) if run_dir else Path(cfg.run.out_dir) / f"{cfg.run.name}-{stamp}"
+    if cfg.model.name != "tiny":
+        resolve(cfg.model.name)  # a wrong model name fails here, before a run directory is made
     if path.exists() and any(path.iterdir()):
         raise FileExistsError(f"run directory {path} exists and is not empty; use --resume")
     path.mkdir(parents=True, exist_ok=True)
+    held = lock(path)
     print(f"run directory: {path}", file=sys.stdout if quiet else sys.stderr, flush=True)
     save_config(cfg, path / "config.yaml")
     (path / "machine.json").write_text(json.dumps(machine_info(), indent=2) + "\n")
@@ -220,7 +184,7 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
     else:
         base = resolve(cfg.model.name)
     policy = Policy.load(base, cfg.model)
-    run = Run(cfg, path, source, policy, _optimizer(policy, cfg), quiet=quiet)
+    run = Run(cfg, path, source, policy, _optimizer(policy, cfg), quiet=quiet, held=held)
     adapter = None
     if cfg.sft.steps:
         _say(run, f"warm start: {len(demos)} expert steps from {len(demo_tasks)} tasks, {cfg.sft.steps} SFT steps")
@@ -258,7 +222,7 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
         # the start of RL is the warm-started model: it is also the KL reference
         policy = Policy.load(base, cfg.model, adapter=adapter)
         run.policy, run.optimizer = policy, _optimizer(policy, cfg)
-    (path / "start.json").write_text(json.dumps({"base": base, "adapter": adapter}) + "\n")
+    write_start(path, base, adapter)
     if cfg.skills.enabled:
         run.vetting = SkillVetting(cfg, path)
     return run
@@ -269,16 +233,17 @@ def resume_run(run_dir: str | Path, quiet: bool = False) -> Run:
     path = Path(run_dir)
     if not (path / "config.yaml").is_file() or not (path / "start.json").is_file():
         raise FileNotFoundError(f"{path} is not a run directory (no config.yaml / start.json)")
+    held = lock(path)
     cfg = load_config(path / "config.yaml")
     if cfg.model.threads:
         torch.set_num_threads(cfg.model.threads)
     policy = load_policy_from_start(path, cfg)
-    run = Run(cfg, path, make_source(cfg.env), policy, _optimizer(policy, cfg), quiet=quiet)
+    run = Run(cfg, path, make_source(cfg.env), policy, _optimizer(policy, cfg), quiet=quiet, held=held)
     latest = latest_checkpoint(path)
     if latest is not None:
         run.start_iteration, ckpt = latest
-        policy.load_trainable_state(torch.load(ckpt / "trainable.pt", map_location="cpu"))
-        run.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location="cpu"))
+        policy.load_trainable_state(load_checkpoint_file(ckpt, "trainable.pt"))
+        run.optimizer.load_state_dict(load_checkpoint_file(ckpt, "optimizer.pt"))
     for name in ("metrics.jsonl", "trajectories.jsonl", "eval.jsonl"):
         keep_through(path / name, run.start_iteration)
     if cfg.skills.enabled:
@@ -288,23 +253,8 @@ def resume_run(run_dir: str | Path, quiet: bool = False) -> Run:
 
 
 def save_checkpoint(run: Run, iteration: int) -> None:
-    ckpt_root = run.path("checkpoints")
-    folder = f"iter-{iteration:06d}"
-    target = ckpt_root / folder
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    torch.save(run.policy.trainable_state(), target / "trainable.pt")
-    torch.save(run.optimizer.state_dict(), target / "optimizer.pt")
-    pointer = ckpt_root / "latest.json"
-    previous = json.loads(pointer.read_text())["folder"] if pointer.is_file() else None
-    tmp = ckpt_root / "latest.json.tmp"
-    tmp.write_text(json.dumps({"iteration": iteration, "folder": folder}) + "\n")
-    tmp.replace(pointer)
-    keep = run.cfg.train.keep_every
-    if previous and previous != folder:
-        prev_iter = int(previous.split("-")[1])
-        if not (keep and prev_iter % keep == 0):
-            shutil.rmtree(ckpt_root / previous, ignore_errors=True)
+    save_checkpoint_files(run.dir, run.policy.trainable_state(), run.optimizer.state_dict(), iteration,
+                          run.cfg.train.keep_every)
 
 
 # --------------------------------------------------------------------------------------------
@@ -440,7 +390,17 @@ def train_iteration(run: Run, iteration: int) -> dict:
 
 
 def train(run: Run) -> dict:
-    """Run the remaining iterations; evaluate before, every `eval_every`, and after."""
+    """Run the remaining iterations; evaluate before, every `eval_every`, and after. The run's
+    writer lock is let go when this returns or raises."""
+    try:
+        return _train(run)
+    finally:
+        if run.held is not None:
+            run.held.close()
+            run.held = None
+
+
+def _train(run: Run) -> dict:
     cfg = run.cfg
     run.loggers = Loggers(cfg, run.dir)
     evals = read_jsonl(run.path("eval.jsonl"))

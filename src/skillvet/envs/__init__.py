@@ -58,4 +58,32 @@ def make_source(cfg: EnvConfig) -> TaskSource:
 
         factory = functools.partial(ScienceworldSource, cfg.scienceworld, cfg.max_steps)
         return ProcessSource(factory, workers=cfg.scienceworld.workers)
+    if ":" in cfg.name:
+        return _plugin(cfg)
     raise ValueError(f"unknown environment {cfg.name!r}")
+
+
+def _plugin(cfg: EnvConfig) -> TaskSource:
+    """A user's environment: `package.module:factory`, called with the EnvConfig (its own
+    settings in cfg.options), returning a task source that speaks the protocol. The module is
+    imported from the installed packages or the current folder (as uvicorn finds an app)."""
+    import importlib
+    import os
+    import sys
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    module_name, _, attr = cfg.name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"env.name {cfg.name!r}: cannot import {module_name} ({err})") from err
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ValueError(f"env.name {cfg.name!r}: {module_name} has no function {attr}")
+    source = factory(cfg)
+    missing = [m for m in ("splits", "tasks", "make", "expert") if not callable(getattr(source, m, None))]
+    if missing or not isinstance(getattr(source, "name", None), str):
+        raise ValueError(f"env.name {cfg.name!r}: {attr} returned {type(source).__name__}, which lacks "
+                         f"{', '.join(missing) or 'a name'} of the task-source protocol (skillvet.envs.protocol)")
+    return source

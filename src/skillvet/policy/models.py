@@ -173,4 +173,11 @@ def resolve(name: str) -> str:
         return str(smollm2_folder())
     if name == "tiny":
         raise ValueError("the tiny model is built for an environment: use build_tiny()")
+    path = Path(name).expanduser()
+    if path.exists():
+        if not ((path / "config.json").is_file() or (path / "adapter_config.json").is_file()):
+            raise ValueError(f"{name} is not a model folder: it has no config.json")
+        return str(path)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ValueError(f"no model folder at {name}")
     return name

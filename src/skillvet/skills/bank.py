@@ -126,9 +126,23 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+class NotABank(ValueError):
+    """The file is not a skill bank (empty, another database, or missing tables)."""
+
+
 class Bank:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+        """Open (a writer: create) the bank at `path`. A reader (`read_only`) changes nothing,
+        the schema included, and refuses a file that is not a whole skill bank."""
         self.path = Path(path)
+        if read_only:
+            self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+            found = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            missing = sorted({"skills", "measurements", "events", "retrievals"} - found)
+            if missing:
+                self.db.close()
+                raise NotABank(f"{self.path} is not a skill bank: it has no table {', '.join(missing)}")
+            return
         self.db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
@@ -225,6 +239,8 @@ class Bank:
 
     def recent_goals(self, after: int) -> list[tuple[str, str]]:
         """The distinct (task type, goal) of the tasks played in iterations after `after`."""
+        if not self._query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'goals'"):
+            return []  # a bank written before goals were kept, opened read-only
         rows = self._query("SELECT DISTINCT task_type, goal FROM goals WHERE iteration > ? ORDER BY task_type, goal", (after,))
         return [(r["task_type"], r["goal"]) for r in rows]
 
