@@ -27,7 +27,7 @@ def test_the_example_environment_plugs_in_and_its_expert_wins(monkeypatch, capsy
 
 def test_plugin_names_and_options_are_checked(monkeypatch):
     monkeypatch.chdir(ROOT)
-    with pytest.raises(ConfigError, match="package.module:factory"):
+    with pytest.raises(ConfigError, match=r"package\.module:factory"):
         load_config(None, ["env.name=not a module"])
     with pytest.raises(ConfigError, match="plug-in"):
         load_config(None, ["env.options.start_max=3"])  # household takes no options
