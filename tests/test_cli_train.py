@@ -37,7 +37,7 @@ def test_sft_writes_a_model_that_eval_reads(tmp_path, capsys):
     assert len(lines) == 6 and all(len(json.loads(x)["steps"]) <= 3 for x in lines)
 
 
-def test_sft_goes_on_from_a_saved_model_with_decoys_from_a_pool_of_other_types(tmp_path):
+def test_sft_goes_on_from_a_saved_model_with_decoys_from_a_pool_of_other_types(tmp_path, capsys):
     from safetensors.torch import load_file
 
     first, second = tmp_path / "first", tmp_path / "second"
@@ -45,8 +45,9 @@ def test_sft_goes_on_from_a_saved_model_with_decoys_from_a_pool_of_other_types(t
     go_on = ["sft", "--env", "household", "--steps", "2", "--quiet", *SMALL,
              "--set", f"model.name={first / 'model-sft'}", "--set", "sft.decoy_share=1.0",
              "--set", "sft.decoy_procedures=2"]
-    with pytest.raises(ValueError, match=r"sft\.decoy_types: \['pick_cool_then_plac'\]"):
-        main([*go_on, "--out", str(tmp_path / "misspelt"), "--set", "sft.decoy_types=[pick_cool_then_plac]"])
+    capsys.readouterr()
+    assert main([*go_on, "--out", str(tmp_path / "misspelt"), "--set", "sft.decoy_types=[pick_cool_then_plac]"]) == 2
+    assert "sft.decoy_types: ['pick_cool_then_plac']" in capsys.readouterr().err  # refused, the key named
     assert main([*go_on, "--out", str(second), "--set", "sft.decoy_types=[pick_cool_then_place,pick_two_obj_and_place]"]) == 0
     assert not (second / "model-init").exists()  # the saved model, not a new tiny one, is trained on
     before = load_file(first / "model-sft" / "model.safetensors")

@@ -109,10 +109,10 @@ def test_eval_of_a_run_starts_from_the_runs_own_env_settings():
 
     from skillvet.cli import env_config
 
-    run_env = load_config(None, ["env.household.num_receptacles=5", "env.max_steps=9"]).env
+    run_env = load_config(None, ["env.household.num_receptacles=10", "env.max_steps=9"]).env
     args = argparse.Namespace(env="household", data=None, max_steps=None, set=["household.distractors=1"])
     got = env_config(args, run_env)
-    assert got.household.num_receptacles == 5 and got.max_steps == 9  # the run's
+    assert got.household.num_receptacles == 10 and got.max_steps == 9  # the run's
     assert got.household.distractors == 1  # the command's override on top
     assert env_config(args).household.num_receptacles == 8  # a plain model: the defaults
     other = argparse.Namespace(env="sokoban", data=None, max_steps=None, set=None)
