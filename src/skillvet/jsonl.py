@@ -38,7 +38,8 @@ def read_jsonl_strict(path: Path) -> list[dict]:
     Any other line that does not parse raises `DamagedRecord` naming the file and line."""
     if not path.is_file():
         return []
-    lines = path.read_text(errors="replace").splitlines()
+    raw = path.read_bytes()
+    lines = raw.decode(errors="replace").splitlines()
     records = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -46,7 +47,7 @@ def read_jsonl_strict(path: Path) -> list[dict]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            if number == len(lines) and not path.read_bytes().endswith(b"\n"):
+            if number == len(lines) and not raw.endswith(b"\n"):
                 break  # torn by a kill while it was written
             raise DamagedRecord(f"{path}, line {number}: not a JSON record ({err.msg}); "
                                 "repair or remove that line to resume") from err

@@ -9,16 +9,6 @@ import sys
 from pathlib import Path
 
 
-def cpu_model() -> str:
-    """The processor's model name (from /proc/cpuinfo on Linux, else the platform's word)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def _cpuinfo_field(name: str) -> str | None:
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.is_file():
@@ -30,17 +20,16 @@ def _cpuinfo_field(name: str) -> str | None:
     return None
 
 
+def cpu_model() -> str:
+    """The processor's model name (from /proc/cpuinfo on Linux, else the platform's word)."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
 def cpu_flags() -> list[str]:
     """The vector extensions that change float results and speed (AVX2, AVX-512, AMX...)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.is_file():
-        return []
-    for line in cpuinfo.read_text(errors="replace").splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
-            return [f for f in wanted if f in flags]
-    return []
+    flags = set((_cpuinfo_field("flags") or "").split())
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+    return [f for f in wanted if f in flags]
 
 
 def machine_info() -> dict:
