@@ -14,9 +14,10 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from skillvet.cli import env_config, load_model_arg
+from skillvet.cli import env_config
 from skillvet.envs import make_source
 from skillvet.rollout import rollout
+from skillvet.runs import load_model
 from skillvet.skills.text import parse_skill, skills_block
 
 parser = argparse.ArgumentParser()
@@ -28,7 +29,7 @@ parser.add_argument("--set", action="append", default=[])
 parser.add_argument("--show", type=int, default=0, help="also print the goal and actions of the first N episodes")
 args = parser.parse_args()
 
-cfg, policy, _ = load_model_arg(args.model)
+cfg, policy, _ = load_model(args.model)
 source = make_source(env_config(argparse.Namespace(env="household", set=args.set, max_steps=args.max_steps)))
 tasks = [t for t in source.tasks("eval") if t.task_type == "pick_heat_then_place"][: args.tasks]
 specials = list(policy.tokenizer.all_special_tokens)

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch
 
-from skillvet.cli import env_config, load_model_arg
+from skillvet.cli import env_config
 from skillvet.envs import make_source
+from skillvet.runs import load_model
 from skillvet.sft import expert_demos
 from skillvet.skills.text import parse_skill, skills_block
 
@@ -31,7 +32,7 @@ parser.add_argument("--tasks", type=int, default=40)
 parser.add_argument("--set", action="append", default=[])
 args = parser.parse_args()
 
-cfg, policy, _ = load_model_arg(args.model)
+cfg, policy, _ = load_model(args.model)
 source = make_source(env_config(argparse.Namespace(env="household", set=args.set, max_steps=None)))
 tasks = [t for t in source.tasks("eval") if t.task_type == "pick_heat_then_place"][: args.tasks]
 specials = list(policy.tokenizer.all_special_tokens)

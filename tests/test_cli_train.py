@@ -37,18 +37,17 @@ def test_sft_writes_a_model_that_eval_reads(tmp_path, capsys):
     assert len(lines) == 6 and all(len(json.loads(x)["steps"]) <= 3 for x in lines)
 
 
-def test_sft_goes_on_from_a_saved_model_with_decoys_from_a_pool_of_other_types(tmp_path, capsys):
+def test_sft_goes_on_from_a_saved_model(tmp_path, capsys):
     from safetensors.torch import load_file
 
     first, second = tmp_path / "first", tmp_path / "second"
     assert main(["sft", "--env", "household", "--steps", "2", "--out", str(first), "--quiet", *SMALL]) == 0
     go_on = ["sft", "--env", "household", "--steps", "2", "--quiet", *SMALL,
-             "--set", f"model.name={first / 'model-sft'}", "--set", "sft.decoy_share=1.0",
-             "--set", "sft.decoy_procedures=2"]
+             "--set", f"model.name={first / 'model-sft'}", "--set", "sft.skills_share=0.5"]
     capsys.readouterr()
-    assert main([*go_on, "--out", str(tmp_path / "misspelt"), "--set", "sft.decoy_types=[pick_cool_then_plac]"]) == 2
-    assert "sft.decoy_types: ['pick_cool_then_plac']" in capsys.readouterr().err  # refused, the key named
-    assert main([*go_on, "--out", str(second), "--set", "sft.decoy_types=[pick_cool_then_place,pick_two_obj_and_place]"]) == 0
+    assert main([*go_on, "--out", str(tmp_path / "misspelt"), "--set", "sft.types=[pick_cool_then_plac]"]) == 2
+    assert "sft.types: ['pick_cool_then_plac']" in capsys.readouterr().err  # refused, the key named
+    assert main([*go_on, "--out", str(second), "--set", "sft.types=[pick_cool_then_place,pick_two_obj_and_place]"]) == 0
     assert not (second / "model-init").exists()  # the saved model, not a new tiny one, is trained on
     before = load_file(first / "model-sft" / "model.safetensors")
     after = load_file(second / "model-sft" / "model.safetensors")
@@ -92,8 +91,8 @@ def test_eval_reads_a_run_directory(tmp_path, capsys):
 
 
 def test_eval_says_what_is_wrong_with_the_tiny_name(capsys):
-    with pytest.raises(SystemExit, match="untrained"):
-        main(["eval", "--model", "tiny", "--env", "household", "--limit", "1"])
+    assert main(["eval", "--model", "tiny", "--env", "household", "--limit", "1"]) == 2
+    assert "untrained" in capsys.readouterr().err
 
 
 def test_skills_commands_list_show_export_import_and_vet(tmp_path, capsys):

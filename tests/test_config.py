@@ -39,7 +39,7 @@ def test_dotted_overrides_are_parsed_as_yaml():
         ("algo.gamma.x=1", "gamma is a value, not a section"),
         ("algo.eps.x=1", "algo.eps: expected a number"),
         ("novalue", "not of the form"),
-        ("sft.decoy_procedures=0", "sft.decoy_procedures: must be >= 1"),
+        ("sft.val_every=0", "sft.val_every: must be >= 1"),
     ],
 )
 def test_bad_configs_name_the_key(override, message):

@@ -214,8 +214,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(finished_run):
+    from skillvet.runs import load_run_policy
     from skillvet.serve import make_server
-    from skillvet.train import load_run_policy
 
     _, policy = load_run_policy(finished_run)
     server = make_server(policy, "tiny", "127.0.0.1", 0, api_key="k3y", timeout=1.0)

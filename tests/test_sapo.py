@@ -245,32 +245,6 @@ def test_likelihood_scores_and_rerank(policy):
     assert rerank([0, 1], [0.9, 0.5], [-5.0, -1.0], weight=0.5, k=1) == [1]
 
 
-def test_decoy_consistency_keeps_a_decoy_blocks_answer_distribution_that_of_the_plain_prompt(tmp_path, policy):
-    """The plain prompt is answered two ways, its decoy replay only one: cross-entropy alone makes
-    the decoy prompt sure of that one, the consistency term keeps it near the plain prompt's split."""
-    import torch
-
-    from skillvet.config import SftConfig
-    from skillvet.losses import kl_full, token_mean
-    from skillvet.sft import Demo, supervised
-
-    plain, decoy = "Task: put a mug on desk.", "Skills that may help:\n- water a plant\n\nTask: put a mug on desk."
-    go, take = "<action>go to desk 1</action>", "<action>take mug 1</action>"
-    demos = [Demo(plain, go, "t"), Demo(plain, take, "t"), Demo(decoy, go, "t", plain_prompt=plain)]
-    policy.save(tmp_path / "start")
-
-    def kl_after(weight: float) -> float:
-        trained = Policy.load(tmp_path / "start", ModelConfig(tiny=TINY, device="cpu"))
-        supervised(trained, demos, SftConfig(steps=40, batch_size=3, lr=1e-2, decoy_consistency=weight), seed=0)
-        answers = [trained.encode_answer(a) for a in (go, take)]
-        with torch.no_grad():
-            without, _, mask = trained.answer_distributions([trained.encode_prompt(plain)] * 2, answers)
-            with_block, _, _ = trained.answer_distributions([trained.encode_prompt(decoy)] * 2, answers)
-        return float(token_mean(kl_full(without, with_block), mask))
-
-    assert kl_after(5.0) < 0.5 * kl_after(0.0)
-
-
 def test_generator_loss_raises_promoted_skills_and_lowers_discarded_ones(policy):
     from skillvet.learner import GeneratorRows, _generator_backward
 

@@ -190,30 +190,6 @@ def cmd_sft(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_model_arg(name: str):
-    """(config, policy, run directory or None) for a --model argument: a run directory (its last
-    checkpoint), a model folder or LoRA adapter folder, smollm2-135m-instruct, or a hub id."""
-    from pathlib import Path
-
-    from skillvet.policy.hf import Policy
-    from skillvet.policy.models import resolve
-    from skillvet.train import load_run_policy
-
-    path = Path(name)
-    if (path / "config.yaml").is_file() and (path / "start.json").is_file():
-        cfg, policy = load_run_policy(path)
-        return cfg, policy, path
-    cfg = load_config(None, [f"model.name={name}"])
-    if cfg.model.name == "tiny":
-        raise SystemExit("skillvet: `tiny` is untrained; give a run directory or a model folder")
-    base = resolve(cfg.model.name)
-    adapter = None
-    if (Path(base) / "adapter_config.json").is_file():
-        adapter, base = base, (Path(base) / "BASE").read_text().strip()
-        cfg.model.lora = True
-    return cfg, Policy.load(base, cfg.model, adapter=adapter), None
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -221,9 +197,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from skillvet.envs import make_source
     from skillvet.evaluate import evaluate, format_summary
+    from skillvet.runs import load_model
     from skillvet.train import eval_seed
 
-    cfg, policy, run_dir = load_model_arg(args.model)
+    cfg, policy, run_dir = load_model(args.model)
     sampling = cfg.sampling
     skills = None
     if run_dir is not None and cfg.skills.enabled and (run_dir / "skills.sqlite").is_file() and not args.no_skills:
@@ -414,7 +391,9 @@ def cmd_skills_vet(args: argparse.Namespace) -> int:
 
     skill = read(args.skill)
     base_skills = [read(path).text() for path in args.base_skill or []]
-    cfg, policy, run_dir = load_model_arg(args.model)
+    from skillvet.runs import load_model
+
+    cfg, policy, run_dir = load_model(args.model)
     source = make_source(env_config(args, cfg.env if run_dir is not None else None))
     split = args.split or eval_split(source, cfg.env.eval_split)
     tasks = [t for t in source.tasks(split) if not args.type or t.task_type in args.type][: args.tasks]
@@ -457,9 +436,10 @@ def eval_split(source, preferred: str) -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
+    from skillvet.runs import load_model
     from skillvet.serve import make_server
 
-    _, policy, _ = load_model_arg(args.model)
+    _, policy, _ = load_model(args.model)
     key = os.environ.get(args.api_key_env) if args.api_key_env else None
     if args.api_key_env and not key:
         raise SystemExit(f"skillvet: --api-key-env {args.api_key_env} names an unset variable")

@@ -91,7 +91,7 @@ class AlgoConfig:
         _require(self.kl_coef >= 0.0, "algo.kl_coef", f"must be >= 0, got {self.kl_coef}")
 
 
-HouseholdExpert = Literal["oracle", "search", "explore"]
+HouseholdExpert = Literal["oracle", "search"]
 
 
 @dataclass
@@ -316,34 +316,8 @@ class SftConfig:
     """Task types to demonstrate; empty means every type of the train split."""
     skills_share: float = 0.0
     """Share of demonstration steps whose prompt shows a skills block: the procedure of the task's type (written by the rule inducer from other expert episodes) among up to two skills of other types, so the model learns to read skills."""
-    skill_types: list[str] = field(default_factory=list)
-    """Task types demonstrated only with a skills block that holds their procedure (never without one): the model knows these types through their skill, so a skill's content decides how it acts on them (`skills vet` measures that)."""
-    skill_types_plain: float = 0.0
-    """Share of the `skill_types` tasks also demonstrated without a skills block (0: those types are known only through their skill)."""
-    decoy_share: float = 0.0
-    """Share of the tasks demonstrated without a skills block that are also demonstrated with a block of one or two procedures of other types only (the expert acts the same), so that a block without the task's skill is neutral."""
-    own_procedure: bool = False
-    """Skills blocks show the procedure of the task's own expert episode (the rule inducer's, from episodes of its type whose steps that episode also takes) instead of the type's most frequent one. Where a type can be done more than one way (env.household.heat_appliances), the block is then the only thing that tells the model which, so it learns to act on what a skill says."""
     other_skills: int = 2
     """Most procedures of other types shown beside the task's own in a skills block of a demonstration (0: the block holds the task's procedure alone, so what it names is what the expert does)."""
-    other_types: list[str] = field(default_factory=list)
-    """Task types whose procedures may be shown in a demonstration's skills block for a task of another type (beside its own, or as a decoy); empty: every demonstrated type. Leaving a type out means its procedure is only ever shown where the expert follows it."""
-    decoy_types: list[str] = field(default_factory=list)
-    """Task types whose procedures make the decoy blocks (see decoy_share): `decoy_procedures` of each, induced from different clusters of that type's expert episodes, whether or not the type is demonstrated; a decoy block holds one or two of them, never of the task's own type. Empty: the one procedure of each demonstrated type (limited by other_types)."""
-    decoy_procedures: int = 8
-    """Procedures of each decoy_types type, each from a different cluster of skills.cluster_size expert episodes."""
-    decoy_named: bool = False
-    """Add each decoy_types procedure a second time with X and Y written out as the object and target of one episode it was induced from ("find mug; take mug; go to sinkbasin; ..."), so that decoy blocks also name objects and places the task does not ask for, as skills written for other tasks do."""
-    decoy_chores: int = 0
-    """Skills for everyday chores that no task asks for ("Feed the cat. When: the task is to feed the cat. Procedure: find the cat food; take it; go to fridge; ..."), each naming two places the experts walk to, added to the decoy pool as one more kind (needs decoy_types): a block may then name the room's places with no word of any task type, and the expert still ignores it."""
-    decoy_chores_mixed: bool = False
-    """Compose each chore of decoy_chores from parts drawn one by one (a chore, a tool, a middle and an end step out of some thirty of each, two places, the first a walked one, the second perhaps outside the room: "Wrap a gift. When: the task is to wrap a gift. Procedure: find the pump; take it; go to drawer; dust it; go to the attic; tie a bow"), so that chore blocks seldom repeat a wording, instead of the twelve fixed chores."""
-    decoy_chores_furniture: bool = False
-    """With decoy_chores_mixed, a chore's first walk may also go to furniture that other rooms have and this room may lack (bed, sofa, wardrobe, ...; never a desk), as a skill written for another room would."""
-    decoy_consistency: float = 0.0
-    """Weight of a term that asks each decoy demonstration for the answer distribution of the same step without the block: KL(without || with), over the whole vocabulary at each answer token (0: cross-entropy only). Sampling draws from the whole distribution, so a block can change a sampled episode even where the most likely action stays the expert's."""
-    save_every: int = 0
-    """Also save the model every N SFT steps, as model-sft-stepN in the run directory (0: only at the end, as model-sft). The learning-rate schedule is that of the whole run, so a snapshot is not the model a shorter run would make."""
     writing_demos: int = 0
     """Demonstrations of skill writing: an induction prompt (K expert episodes of one type) answered with the rule inducer's skill, so the policy starts out able to write skills."""
 
@@ -352,15 +326,6 @@ class SftConfig:
         _require(0.0 <= self.skills_share <= 1.0, "sft.skills_share", "must be in [0, 1]")
         _require(self.writing_demos >= 0, "sft.writing_demos", "must be >= 0")
         _require(self.other_skills >= 0, "sft.other_skills", "must be >= 0")
-        _require(self.save_every >= 0, "sft.save_every", "must be >= 0")
-        _require(0.0 <= self.skill_types_plain <= 1.0, "sft.skill_types_plain", "must be in [0, 1]")
-        _require(0.0 <= self.decoy_share <= 1.0, "sft.decoy_share", "must be in [0, 1]")
-        _require(self.decoy_procedures >= 1, "sft.decoy_procedures", "must be >= 1")
-        _require(self.decoy_chores >= 0, "sft.decoy_chores", "must be >= 0")
-        _require(not self.decoy_chores or self.decoy_types, "sft.decoy_chores", "needs sft.decoy_types (chores join that pool)")
-        _require(not self.decoy_chores_mixed or self.decoy_chores, "sft.decoy_chores_mixed", "needs sft.decoy_chores > 0")
-        _require(not self.decoy_chores_furniture or self.decoy_chores_mixed, "sft.decoy_chores_furniture", "needs sft.decoy_chores_mixed")
-        _require(self.decoy_consistency >= 0.0, "sft.decoy_consistency", "must be >= 0")
         _require(self.tasks >= 1, "sft.tasks", "must be >= 1")
         _require(self.batch_size >= 1, "sft.batch_size", "must be >= 1")
         _require(self.lr > 0, "sft.lr", "must be > 0")

@@ -31,230 +31,27 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from skillvet.config import Config, load_config, save_config
-from skillvet.envs import TaskSource, make_source
+from skillvet.config import Config
 from skillvet.evaluate import evaluate, format_summary, summarize
-from skillvet.jsonl import append_jsonl, keep_through, read_jsonl
+from skillvet.jsonl import append_jsonl, read_jsonl
 from skillvet.learner import compute_advantages, update, zero_signal_share
 from skillvet.loggers import Loggers
 from skillvet.machine import machine_info
-from skillvet.policy.hf import Policy
-from skillvet.policy.models import build_tiny, chatml_text, resolve
 from skillvet.rollout import rollout
-from skillvet.rundir import (
-    latest_checkpoint,
-    load_checkpoint_file,
-    lock,
-    read_start,
-    write_start,
-)
-from skillvet.rundir import save_checkpoint as save_checkpoint_files
+from skillvet.runs import Run, resume_run, save_checkpoint, start_run
 from skillvet.sampling import clustered_tasks, uniform_tasks
-from skillvet.sft import (
-    Validation,
-    check_task_types,
-    decoy_pool,
-    expert_demos,
-    plain_and_decoy_tasks,
-    skill_demos,
-    supervised,
-)
-from skillvet.skills.sapo import SkillVetting
 from skillvet.stats import wilson_interval
+
+__all__ = ["Run", "eval_seed", "main_train", "resume_run", "start_run", "train", "train_iteration"]
 
 
 def _seed(cfg: Config, iteration: int, stream: int) -> int:
     """A seed per (run seed, iteration, purpose), independent across purposes."""
     return int(np.random.SeedSequence([cfg.run.seed, iteration, stream]).generate_state(1)[0])
-
-
-# --------------------------------------------------------------------------------------------
-# Run directory
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    cfg: Config
-    dir: Path
-    source: TaskSource
-    policy: Policy
-    optimizer: torch.optim.Optimizer
-    start_iteration: int = 0
-    quiet: bool = False
-    loggers: Loggers | None = None
-    vetting: SkillVetting | None = None
-    """SAPO's skill bank and its per-iteration steps (skills.enabled)."""
-    held: object = None
-    """The run's writer lock (`skillvet.rundir.lock`), held while this object lives."""
-
-    def path(self, name: str) -> Path:
-        return self.dir / name
-
-
-def _say(run: Run, text: str) -> None:
-    from tqdm import tqdm
-
-    if run.quiet:
-        print(text, flush=True)
-    else:
-        tqdm.write(text)
-
-
-def _bar(run: Run, **kwargs):
-    from tqdm import tqdm
-
-    return tqdm(disable=True if run.quiet else None, dynamic_ncols=True, **kwargs)
-
-
-def _optimizer(policy: Policy, cfg: Config) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(policy.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-
-
-def load_policy_from_start(run_dir: Path, cfg: Config) -> Policy:
-    """The policy a run started RL from (its base folder and any warm-start adapter)."""
-    base, adapter = read_start(run_dir)
-    return Policy.load(base, cfg.model, adapter=adapter)
-
-
-def load_run_policy(run_dir: str | Path) -> tuple[Config, Policy]:
-    """A run's config and its policy at the last checkpoint (the start policy if none)."""
-    path = Path(run_dir)
-    cfg = load_config(path / "config.yaml")
-    policy = load_policy_from_start(path, cfg)
-    latest = latest_checkpoint(path)
-    if latest is not None:
-        policy.load_trainable_state(load_checkpoint_file(latest[1], "trainable.pt"))
-    policy.model.eval()
-    return cfg, policy
-
-
-def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = None) -> Run:
-    """A new run directory: resolved config, start model (after the warm start), optimizer."""
-    if cfg.model.threads:
-        torch.set_num_threads(cfg.model.threads)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path(run_dir) if run_dir else Path(cfg.run.out_dir) / f"{cfg.run.name}-{stamp}"
-    if cfg.model.name != "tiny":
-        resolve(cfg.model.name)  # a wrong model name fails here, before a run directory is made
-    if path.exists() and any(path.iterdir()):
-        raise FileExistsError(f"run directory {path} exists and is not empty; use --resume")
-    path.mkdir(parents=True, exist_ok=True)
-    held = lock(path)
-    print(f"run directory: {path}", file=sys.stdout if quiet else sys.stderr, flush=True)
-    save_config(cfg, path / "config.yaml")
-    (path / "machine.json").write_text(json.dumps(machine_info(), indent=2) + "\n")
-    source = make_source(cfg.env)
-    torch.manual_seed(cfg.run.seed)
-    train_tasks = source.tasks(cfg.env.train_split)
-    if cfg.sft.steps:
-        check_task_types(cfg.sft, [t.task_type for t in train_tasks], cfg.env.train_split)
-    demo_types = set(cfg.sft.types)
-    demo_pool = [t for t in train_tasks if not demo_types or t.task_type in demo_types]
-    demo_tasks = demo_pool[: cfg.sft.tasks]
-    val_tasks = demo_pool[cfg.sft.tasks : cfg.sft.tasks + cfg.sft.val_tasks]
-    plain_tasks, decoy_tasks = plain_and_decoy_tasks(demo_tasks, cfg.sft, cfg.run.seed)
-    demos = expert_demos(source, plain_tasks, cfg.sampling.history_length, recovery=cfg.sft.recovery,
-                         seed=cfg.run.seed, max_steps=cfg.env.max_steps) if cfg.sft.steps else []
-    pool = None
-    if cfg.sft.steps and cfg.sft.decoy_types and decoy_tasks:
-        decoy_sources = [t for t in train_tasks if t.task_type in cfg.sft.decoy_types]
-        pool = decoy_pool(source, decoy_sources, cfg.sft.decoy_procedures, cfg.skills.cluster_size,
-                          named=cfg.sft.decoy_named, chores=cfg.sft.decoy_chores,
-                          mixed=cfg.sft.decoy_chores_mixed, furniture=cfg.sft.decoy_chores_furniture)
-    if cfg.sft.steps and (cfg.sft.skills_share > 0 or cfg.sft.writing_demos > 0 or cfg.sft.skill_types or decoy_tasks):
-        demos += skill_demos(source, demo_tasks, cfg.sft.skills_share, cfg.sft.writing_demos,
-                             cfg.skills.cluster_size, cfg.sampling.history_length, cfg.run.seed,
-                             skill_types=cfg.sft.skill_types, decoys=decoy_tasks,
-                             own_procedure=cfg.sft.own_procedure, other_skills=cfg.sft.other_skills,
-                             other_types=cfg.sft.other_types, decoy_procedures=pool)
-    if cfg.model.name == "tiny":
-        texts_demos = demos or expert_demos(
-            source, train_tasks[: cfg.model.tiny.tokenizer_tasks], cfg.sampling.history_length
-        )
-        texts = [chatml_text(d.prompt, d.answer) for d in texts_demos[: 50 * cfg.model.tiny.tokenizer_tasks]]
-        base = str(build_tiny(texts, cfg.model.tiny, path / "model-init", cfg.run.seed))
-    else:
-        base = resolve(cfg.model.name)
-    policy = Policy.load(base, cfg.model)
-    run = Run(cfg, path, source, policy, _optimizer(policy, cfg), quiet=quiet, held=held)
-    adapter = None
-    if cfg.sft.steps:
-        _say(run, f"warm start: {len(demos)} expert steps from {len(demo_tasks)} tasks, {cfg.sft.steps} SFT steps")
-        with _bar(run, total=cfg.sft.steps, desc="sft") as bar:
-
-            def on_step(step: int, loss: float) -> None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3f}")
-                if step % 25 == 0 or step == cfg.sft.steps - 1:
-                    append_jsonl(path / "sft.jsonl", {"step": step, "loss": loss})
-                if cfg.sft.save_every and (step + 1) % cfg.sft.save_every == 0 and step + 1 < cfg.sft.steps:
-                    policy.save(path / f"model-sft-step{step + 1}")
-
-            def on_validation(v: Validation) -> None:
-                append_jsonl(path / "sft.jsonl", {"step": v.step, "val_loss": v.loss, "val_accuracy": v.accuracy})
-                _say(run, f"sft step {v.step}: validation loss {v.loss:.4f}, action accuracy {v.accuracy:.1%}")
-
-            val = expert_demos(source, val_tasks, cfg.sampling.history_length)
-            result = supervised(policy, demos, cfg.sft, cfg.run.seed, on_step=on_step, val=val,
-                                on_validation=on_validation)
-        chosen = result.chosen
-        _say(run, f"warm start done: loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}" + (
-            f"; kept the {cfg.sft.select} validation, step {chosen.step}: action accuracy "
-            f"{chosen.accuracy:.1%} on {len(val)} held-out expert steps" if chosen else ""))
-        if chosen is not None:
-            warm_start = {"select": cfg.sft.select, "step": chosen.step, "val_loss": chosen.loss,
-                          "val_accuracy": chosen.accuracy, "val_steps": len(val)}
-            (path / "warm_start.json").write_text(json.dumps(warm_start, indent=2) + "\n")
-        if cfg.model.lora:
-            adapter = str(path / "model-sft")
-            policy.save(adapter)
-        else:
-            base = str(path / "model-sft")
-            policy.save(base)
-        # the start of RL is the warm-started model: it is also the KL reference
-        policy = Policy.load(base, cfg.model, adapter=adapter)
-        run.policy, run.optimizer = policy, _optimizer(policy, cfg)
-    write_start(path, base, adapter)
-    if cfg.skills.enabled:
-        run.vetting = SkillVetting(cfg, path)
-    return run
-
-
-def resume_run(run_dir: str | Path, quiet: bool = False) -> Run:
-    """Reopen a run at its last checkpoint; records of later iterations are dropped."""
-    path = Path(run_dir)
-    if not (path / "config.yaml").is_file() or not (path / "start.json").is_file():
-        raise FileNotFoundError(f"{path} is not a run directory (no config.yaml / start.json)")
-    held = lock(path)
-    cfg = load_config(path / "config.yaml")
-    if cfg.model.threads:
-        torch.set_num_threads(cfg.model.threads)
-    policy = load_policy_from_start(path, cfg)
-    run = Run(cfg, path, make_source(cfg.env), policy, _optimizer(policy, cfg), quiet=quiet, held=held)
-    latest = latest_checkpoint(path)
-    if latest is not None:
-        run.start_iteration, ckpt = latest
-        policy.load_trainable_state(load_checkpoint_file(ckpt, "trainable.pt"))
-        run.optimizer.load_state_dict(load_checkpoint_file(ckpt, "optimizer.pt"))
-    for name in ("metrics.jsonl", "trajectories.jsonl", "eval.jsonl"):
-        keep_through(path / name, run.start_iteration)
-    if cfg.skills.enabled:
-        run.vetting = SkillVetting(cfg, path)
-        run.vetting.bank.rollback_after(run.start_iteration)
-    return run
-
-
-def save_checkpoint(run: Run, iteration: int) -> None:
-    save_checkpoint_files(run.dir, run.policy.trainable_state(), run.optimizer.state_dict(), iteration,
-                          run.cfg.train.keep_every)
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,7 +69,7 @@ def run_eval(run: Run, iteration: int, stage: str) -> dict:
     cfg = run.cfg
     tasks = run.source.tasks(cfg.env.eval_split)[: cfg.eval.tasks]
     t0 = time.time()
-    with _bar(run, total=len(tasks), desc=f"eval {stage}", leave=False) as bar:
+    with run.bar(total=len(tasks), desc=f"eval {stage}", leave=False) as bar:
         summary, _ = evaluate(
             run.policy,
             run.source,
@@ -289,7 +86,7 @@ def run_eval(run: Run, iteration: int, stage: str) -> dict:
     append_jsonl(run.path("eval.jsonl"), record)
     if run.loggers is not None:
         run.loggers.log("eval", record, iteration)
-    _say(run, f"eval {stage} (iteration {iteration}) on {cfg.env.eval_split}: success {format_summary(summary)}")
+    run.say(f"eval {stage} (iteration {iteration}) on {cfg.env.eval_split}: success {format_summary(summary)}")
     return record
 
 
@@ -406,7 +203,7 @@ def _train(run: Run) -> dict:
     evals = read_jsonl(run.path("eval.jsonl"))
     if cfg.eval.before and not any(r["stage"] == "before" for r in evals):
         run_eval(run, 0, "before")
-    with _bar(run, total=cfg.train.iterations, initial=run.start_iteration, desc=f"{cfg.algo.estimator}") as bar:
+    with run.bar(total=cfg.train.iterations, initial=run.start_iteration, desc=f"{cfg.algo.estimator}") as bar:
         for iteration in range(run.start_iteration + 1, cfg.train.iterations + 1):
             record = train_iteration(run, iteration)
             if iteration % cfg.train.checkpoint_every == 0 or iteration == cfg.train.iterations:
@@ -415,20 +212,7 @@ def _train(run: Run) -> dict:
             bar.set_postfix(success=f"{record['train_success']:.2f}", zero_signal=f"{record['zero_signal_share']:.2f}",
                             kl=f"{record['kl']:.3f}")
             if run.quiet:
-                _say(
-                    run,
-                    f"iter {iteration}/{cfg.train.iterations} success {record['train_success']:.3f} "
-                    f"reward {record['reward']:.2f} len {record['episode_length']:.1f} "
-                    f"invalid {record['invalid_rate']:.3f} zero-signal {record['zero_signal_share']:.2f} "
-                    f"kl {record['kl']:.4f} "
-                    f"rollout {record['time_rollout_s']:.1f}s learner {record['time_learner_s']:.1f}s"
-                    + (
-                        f" | skills U {record['skills_U']} base {record['skills_base_success']:.2f}"
-                        f" aug {record['skills_augmented_success']:.2f} bank {run.vetting.bank.counts()['promoted']}"
-                        if run.vetting is not None
-                        else ""
-                    ),
-                )
+                run.say(iteration_line(record, cfg.train.iterations, run))
             if cfg.train.eval_every and iteration % cfg.train.eval_every == 0 and iteration < cfg.train.iterations:
                 run_eval(run, iteration, "during")
     evals = read_jsonl(run.path("eval.jsonl"))
@@ -454,6 +238,19 @@ def _train(run: Run) -> dict:
     }
     run.path("summary.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def iteration_line(record: dict, iterations: int, run: Run) -> str:
+    """The one line `--quiet` prints per iteration."""
+    line = (f"iter {record['iteration']}/{iterations} success {record['train_success']:.3f} "
+            f"reward {record['reward']:.2f} len {record['episode_length']:.1f} "
+            f"invalid {record['invalid_rate']:.3f} zero-signal {record['zero_signal_share']:.2f} "
+            f"kl {record['kl']:.4f} "
+            f"rollout {record['time_rollout_s']:.1f}s learner {record['time_learner_s']:.1f}s")
+    if run.vetting is not None:
+        line += (f" | skills U {record['skills_U']} base {record['skills_base_success']:.2f}"
+                 f" aug {record['skills_augmented_success']:.2f} bank {run.vetting.bank.counts()['promoted']}")
+    return line
 
 
 def _eval_brief(record: dict) -> dict:

@@ -1,4 +1,5 @@
-"""Replay an environment's expert on a set of tasks and report how it went."""
+"""Replay an environment's expert: one episode (`play_expert`, which the warm start and the skill
+inducers build on) or a set of tasks with a report of how it went (`replay_expert`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,59 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from skillvet.envs.protocol import TaskSource
-from skillvet.types import Task
+from skillvet.types import StepResult, Task
+
+
+@dataclass(frozen=True)
+class Played:
+    """One step of an expert episode: the action taken where `before` stood."""
+
+    before: StepResult
+    action: str
+    due: str
+    """The expert's action due at `before`: `action` itself, or for a detour the expert action
+    that still follows it."""
+    detour: bool = False
+
+
+@dataclass(frozen=True)
+class ExpertEpisode:
+    first: StepResult
+    """The reset's result."""
+    steps: list[Played]
+    last: StepResult
+    """The result of the last step (the reset's, for an empty plan)."""
+
+
+Detour = Callable[[int, StepResult, list[str]], "str | None"]
+"""(index of the expert's next action, the current result, the actions so far) -> an action to
+take first, or None."""
+
+
+def play_expert(
+    source: TaskSource, task: Task, plan: list[str] | None = None, detour: Detour | None = None
+) -> ExpertEpisode:
+    """Play `task` with the expert's `plan` (`source.expert(task)` if omitted) until it ends.
+
+    `detour`, when given, is asked before each expert action for an action to take first; the
+    expert's plan then goes on from wherever that leaves the episode."""
+    plan = source.expert(task) if plan is None else plan
+    env = source.make(task)
+    steps: list[Played] = []
+    try:
+        result = first = env.reset()
+        for k, action in enumerate(plan):
+            side = detour(k, result, [p.action for p in steps]) if detour else None
+            for taken, aside in ((side, True), (action, False)):
+                if taken is None or result.done:
+                    continue
+                steps.append(Played(result, taken, action, aside))
+                result = env.step(taken)
+            if result.done:
+                break
+    finally:
+        env.close()
+    return ExpertEpisode(first, steps, result)
 
 
 @dataclass
@@ -54,17 +107,10 @@ def replay_expert(
     for task in tasks:
         plan = source.expert(task)
         start = time.perf_counter()
-        env = source.make(task)
-        try:
-            result = env.reset()
-            for action in plan:
-                if result.done:
-                    break
-                result = env.step(action)
-                report.steps += 1
-        finally:
-            env.close()
+        episode = play_expert(source, task, plan)
         report.env_seconds += time.perf_counter() - start
+        result = episode.last
+        report.steps += len(episode.steps)
         report.episodes += 1
         report.wins += result.won
         report.errors += result.error is not None

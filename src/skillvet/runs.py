@@ -1,0 +1,211 @@
+"""Opening runs: a new one (`start_run`: its directory, start model and warm start), a killed
+one (`resume_run`), and the one loader of policies that every command shares (`load_model`:
+a run directory at its last checkpoint, a model folder, a LoRA adapter folder or a hub id).
+
+The files a run directory holds are `skillvet.rundir`'s; the RL loop is `skillvet.train`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from skillvet.config import Config, load_config, save_config
+from skillvet.envs import TaskSource, make_source
+from skillvet.jsonl import append_jsonl, keep_through
+from skillvet.loggers import Loggers
+from skillvet.machine import machine_info
+from skillvet.policy.hf import Policy
+from skillvet.policy.models import build_tiny, chatml_text, resolve
+from skillvet.rundir import (
+    latest_checkpoint,
+    load_checkpoint_file,
+    lock,
+    read_start,
+    write_start,
+)
+from skillvet.rundir import save_checkpoint as save_checkpoint_files
+from skillvet.sft import Validation, WarmStartDemos, expert_demos, supervised, warm_start_demos
+from skillvet.skills.sapo import SkillVetting
+
+
+@dataclass
+class Run:
+    cfg: Config
+    dir: Path
+    source: TaskSource
+    policy: Policy
+    optimizer: torch.optim.Optimizer
+    start_iteration: int = 0
+    quiet: bool = False
+    loggers: Loggers | None = None
+    vetting: SkillVetting | None = None
+    """SAPO's skill bank and its per-iteration steps (skills.enabled)."""
+    held: object = None
+    """The run's writer lock (`skillvet.rundir.lock`), held while this object lives."""
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+    def say(self, text: str) -> None:
+        from tqdm import tqdm
+
+        if self.quiet:
+            print(text, flush=True)
+        else:
+            tqdm.write(text)
+
+    def bar(self, **kwargs):
+        from tqdm import tqdm
+
+        return tqdm(disable=True if self.quiet else None, dynamic_ncols=True, **kwargs)
+
+
+def optimizer(policy: Policy, cfg: Config) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(policy.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+
+
+def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = None) -> Run:
+    """A new run directory: resolved config, start model (after the warm start), optimizer."""
+    if cfg.model.threads:
+        torch.set_num_threads(cfg.model.threads)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(run_dir) if run_dir else Path(cfg.run.out_dir) / f"{cfg.run.name}-{stamp}"
+    if cfg.model.name != "tiny":
+        resolve(cfg.model.name)  # a wrong model name fails here, before a run directory is made
+    if path.exists() and any(path.iterdir()):
+        raise FileExistsError(f"run directory {path} exists and is not empty; use --resume")
+    path.mkdir(parents=True, exist_ok=True)
+    held = lock(path)
+    print(f"run directory: {path}", file=sys.stdout if quiet else sys.stderr, flush=True)
+    save_config(cfg, path / "config.yaml")
+    (path / "machine.json").write_text(json.dumps(machine_info(), indent=2) + "\n")
+    source = make_source(cfg.env)
+    torch.manual_seed(cfg.run.seed)
+    train_tasks = source.tasks(cfg.env.train_split)
+    demos = warm_start_demos(cfg, source, train_tasks) if cfg.sft.steps else None
+    if cfg.model.name == "tiny":
+        texts_demos = (demos.demos if demos else []) or expert_demos(
+            source, train_tasks[: cfg.model.tiny.tokenizer_tasks], cfg.sampling.history_length
+        )
+        texts = [chatml_text(d.prompt, d.answer) for d in texts_demos[: 50 * cfg.model.tiny.tokenizer_tasks]]
+        base = str(build_tiny(texts, cfg.model.tiny, path / "model-init", cfg.run.seed))
+    else:
+        base = resolve(cfg.model.name)
+    policy = Policy.load(base, cfg.model)
+    run = Run(cfg, path, source, policy, optimizer(policy, cfg), quiet=quiet, held=held)
+    adapter = None
+    if demos is not None:
+        base, adapter = _warm_start(run, demos, base)
+        # the start of RL is the warm-started model: it is also the KL reference
+        run.policy = Policy.load(base, cfg.model, adapter=adapter)
+        run.optimizer = optimizer(run.policy, cfg)
+    write_start(path, base, adapter)
+    if cfg.skills.enabled:
+        run.vetting = SkillVetting(cfg, path)
+    return run
+
+
+def _warm_start(run: Run, demos: WarmStartDemos, base: str) -> tuple[str, str | None]:
+    """SFT on `demos` with its records (sft.jsonl, warm_start.json); the (base, adapter) saved."""
+    cfg, path, policy = run.cfg, run.dir, run.policy
+    run.say(f"warm start: {len(demos.demos)} expert steps from {demos.tasks} tasks, {cfg.sft.steps} SFT steps")
+    with run.bar(total=cfg.sft.steps, desc="sft") as bar:
+
+        def on_step(step: int, loss: float) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}")
+            if step % 25 == 0 or step == cfg.sft.steps - 1:
+                append_jsonl(path / "sft.jsonl", {"step": step, "loss": loss})
+
+        def on_validation(v: Validation) -> None:
+            append_jsonl(path / "sft.jsonl", {"step": v.step, "val_loss": v.loss, "val_accuracy": v.accuracy})
+            run.say(f"sft step {v.step}: validation loss {v.loss:.4f}, action accuracy {v.accuracy:.1%}")
+
+        result = supervised(policy, demos.demos, cfg.sft, cfg.run.seed, on_step=on_step, val=demos.val,
+                            on_validation=on_validation)
+    chosen = result.chosen
+    kept = (f"; kept the {cfg.sft.select} validation, step {chosen.step}: action accuracy "
+            f"{chosen.accuracy:.1%} on {len(demos.val)} held-out expert steps" if chosen else "")
+    run.say(f"warm start done: loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}{kept}")
+    if chosen is not None:
+        warm_start = {"select": cfg.sft.select, "step": chosen.step, "val_loss": chosen.loss,
+                      "val_accuracy": chosen.accuracy, "val_steps": len(demos.val)}
+        (path / "warm_start.json").write_text(json.dumps(warm_start, indent=2) + "\n")
+    saved = str(path / "model-sft")
+    policy.save(saved)
+    return (base, saved) if cfg.model.lora else (saved, None)
+
+
+def resume_run(run_dir: str | Path, quiet: bool = False) -> Run:
+    """Reopen a run at its last checkpoint; records of later iterations are dropped."""
+    path = Path(run_dir)
+    if not (path / "config.yaml").is_file() or not (path / "start.json").is_file():
+        raise FileNotFoundError(f"{path} is not a run directory (no config.yaml / start.json)")
+    held = lock(path)
+    cfg = load_config(path / "config.yaml")
+    if cfg.model.threads:
+        torch.set_num_threads(cfg.model.threads)
+    policy = load_policy_from_start(path, cfg)
+    run = Run(cfg, path, make_source(cfg.env), policy, optimizer(policy, cfg), quiet=quiet, held=held)
+    latest = latest_checkpoint(path)
+    if latest is not None:
+        run.start_iteration, ckpt = latest
+        policy.load_trainable_state(load_checkpoint_file(ckpt, "trainable.pt"))
+        run.optimizer.load_state_dict(load_checkpoint_file(ckpt, "optimizer.pt"))
+    for name in ("metrics.jsonl", "trajectories.jsonl", "eval.jsonl"):
+        keep_through(path / name, run.start_iteration)
+    if cfg.skills.enabled:
+        run.vetting = SkillVetting(cfg, path)
+        run.vetting.bank.rollback_after(run.start_iteration)
+    return run
+
+
+def save_checkpoint(run: Run, iteration: int) -> None:
+    save_checkpoint_files(run.dir, run.policy.trainable_state(), run.optimizer.state_dict(), iteration,
+                          run.cfg.train.keep_every)
+
+
+def load_policy_from_start(run_dir: Path, cfg: Config) -> Policy:
+    """The policy a run started RL from (its base folder and any warm-start adapter)."""
+    base, adapter = read_start(run_dir)
+    return Policy.load(base, cfg.model, adapter=adapter)
+
+
+def load_run_policy(run_dir: str | Path) -> tuple[Config, Policy]:
+    """A run's config and its policy at the last checkpoint (the start policy if none)."""
+    path = Path(run_dir)
+    cfg = load_config(path / "config.yaml")
+    policy = load_policy_from_start(path, cfg)
+    latest = latest_checkpoint(path)
+    if latest is not None:
+        policy.load_trainable_state(load_checkpoint_file(latest[1], "trainable.pt"))
+    policy.model.eval()
+    return cfg, policy
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "config.yaml").is_file() and (path / "start.json").is_file()
+
+
+def load_model(name: str) -> tuple[Config, Policy, Path | None]:
+    """(config, policy, run directory or None) for a model argument: a run directory (its last
+    checkpoint), a model folder or LoRA adapter folder, smollm2-135m-instruct, or a hub id."""
+    path = Path(name)
+    if is_run_dir(path):
+        cfg, policy = load_run_policy(path)
+        return cfg, policy, path
+    cfg = load_config(None, [f"model.name={name}"])
+    if cfg.model.name == "tiny":
+        raise ValueError("`tiny` is untrained; give a run directory or a model folder")
+    base = resolve(cfg.model.name)
+    adapter = None
+    if (Path(base) / "adapter_config.json").is_file():
+        adapter, base = base, (Path(base) / "BASE").read_text().strip()
+        cfg.model.lora = True
+    return cfg, Policy.load(base, cfg.model, adapter=adapter), None
