@@ -98,8 +98,9 @@ def test_eval_says_what_is_wrong_with_the_tiny_name(capsys):
 def test_skills_commands_list_show_export_import_and_vet(tmp_path, capsys):
     import numpy as np
 
-    from skillvet.skills.bank import Bank, Decision, Measurement
+    from skillvet.skills.bank import Bank, Measurement
     from skillvet.skills.text import Skill
+    from skillvet.types import Decision
 
     out = tmp_path / "warm"
     assert main(["sft", "--env", "household", "--steps", "2", "--out", str(out), "--quiet", *SMALL]) == 0

@@ -7,8 +7,7 @@ import pytest
 
 from skillvet.advantages import gigpo_advantages
 from skillvet.config import AlgoConfig
-from skillvet.rollout import Episode, Step
-from skillvet.types import Task
+from skillvet.types import Episode, Step, Task
 
 torch = pytest.importorskip("torch")
 

@@ -246,7 +246,8 @@ def test_likelihood_scores_and_rerank(policy):
 
 
 def test_generator_loss_raises_promoted_skills_and_lowers_discarded_ones(policy):
-    from skillvet.learner import GeneratorRows, _generator_backward
+    from skillvet.learner import _generator_backward
+    from skillvet.types import GeneratorRows
 
     prompt = policy.encode_prompt("Task 1: put a mug on desk.\nWrite a skill.")
     skill = policy.encode_answer("Title: Carry\nWhen: always\nProcedure: find X; take X")

@@ -17,11 +17,12 @@ import time
 import numpy as np
 import pytest
 
-from skillvet.skills.bank import Bank, Decision, Measurement
+from skillvet.skills.bank import Bank, Measurement
 from skillvet.skills.gate import Candidate, promotion, pruning, utility
 from skillvet.skills.induce import Attempt, goal_slots, induction_prompt, procedure, rule_skill
 from skillvet.skills.text import Skill, parse_skill, sanitize, skills_block
 from skillvet.stats import t_interval
+from skillvet.types import Decision
 
 # ---------------------------------------------------------------------------------- text
 
@@ -245,7 +246,8 @@ def test_rollback_forgets_later_iterations_and_restores_statuses(tmp_path):
 _CHILD = textwrap.dedent(
     """
     import sys, numpy as np
-    from skillvet.skills.bank import Bank, Decision, Measurement
+    from skillvet.skills.bank import Bank, Measurement
+    from skillvet.types import Decision
     from skillvet.skills.text import Skill
     bank = Bank(sys.argv[1])
     it = 0

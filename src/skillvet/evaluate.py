@@ -10,9 +10,9 @@ import torch
 
 from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
-from skillvet.rollout import Episode, rollout
+from skillvet.rollout import rollout
 from skillvet.stats import format_rate, wilson_interval
-from skillvet.types import Task
+from skillvet.types import Episode, Task
 
 
 def summarize(episodes: Sequence[Episode]) -> dict:

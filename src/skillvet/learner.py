@@ -40,7 +40,7 @@ from skillvet.advantages import (
 from skillvet.config import AlgoConfig, TrainConfig
 from skillvet.losses import policy_loss
 from skillvet.policy.hf import Policy
-from skillvet.rollout import Episode
+from skillvet.types import Episode, GeneratorRows
 
 
 class NonFiniteLoss(RuntimeError):
@@ -135,20 +135,6 @@ def compute_advantages(episodes: Sequence[Episode], algo: AlgoConfig) -> Rows:
         raise ValueError(f"unknown estimator {algo.estimator!r}")
     return Rows(prompts, responses, olds, np.asarray(adv, dtype=np.float64), sizes_N, np.asarray(contexts),
                 np.asarray(groups))
-
-
-@dataclass
-class GeneratorRows:
-    """SAPO's policy-written skills decided in a promotion round: the generator loss's rows."""
-
-    prompts: list[list[int]]
-    """Induction prompt ids."""
-    responses: list[list[int]]
-    """The skill's sampled token ids."""
-    weights: list[float]
-    """w(U): U for promoted skills, -skills.gen_discard_weight * |U| for discarded ones."""
-    coef: float
-    """lambda_gen."""
 
 
 def micro_batches(rows: Rows, mini: Sequence[int], size: int) -> list[list[int]]:

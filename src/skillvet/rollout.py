@@ -13,7 +13,7 @@ learner trains on exactly the tokens that were sampled: generated text is never 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -21,73 +21,7 @@ import torch
 from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
 from skillvet.prompts import Turn, build_prompt, parse_action
-from skillvet.types import StepResult, Task
-
-
-@dataclass
-class Step:
-    prompt_ids: list[int]
-    response_ids: list[int]
-    logprobs: list[float]
-    answer: str
-    """The decoded answer."""
-    action: str | None
-    """The parsed action, None when the answer held none."""
-    anchor: Hashable
-    """Anchor of the state in which the action was chosen."""
-    reward: float
-    """Environment reward of this step (no penalty applied)."""
-    valid: bool
-    observation: str
-    """What the environment answered."""
-
-
-@dataclass
-class Episode:
-    task: Task
-    group: int
-    """Index of the task in the batch: rollouts of one task share it."""
-    index: int
-    """Index of the rollout within its group."""
-    goal: str
-    skills: tuple[str, ...] = ()
-    steps: list[Step] = field(default_factory=list)
-    won: bool = False
-    error: str | None = None
-    """Set when the environment crashed; the episode ended there."""
-
-    @property
-    def reward(self) -> float:
-        return sum(s.reward for s in self.steps)
-
-    @property
-    def invalid_steps(self) -> int:
-        return sum(not s.valid for s in self.steps)
-
-    def as_dict(self, decode: Callable[[list[int]], str] | None = None) -> dict:
-        """A JSON-ready record; with `decode`, each step carries its prompt as the model saw it."""
-        return {
-            "task": self.task.id,
-            "task_type": self.task.task_type,
-            "goal": self.goal,
-            "group": self.group,
-            "index": self.index,
-            "won": self.won,
-            "reward": self.reward,
-            "error": self.error,
-            "skills": list(self.skills),
-            "steps": [
-                {
-                    **({"prompt": decode(s.prompt_ids)} if decode is not None else {}),
-                    "answer": s.answer,
-                    "action": s.action,
-                    "valid": s.valid,
-                    "reward": s.reward,
-                    "observation": s.observation,
-                }
-                for s in self.steps
-            ],
-        }
+from skillvet.types import Episode, Step, StepResult, Task
 
 
 @dataclass

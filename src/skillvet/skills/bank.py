@@ -23,13 +23,14 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from skillvet.skills.text import Skill
+from skillvet.types import Decision
 
 STATUSES = ("candidate", "promoted", "discarded", "pruned")
 _STATUS_OF_EVENT = {"candidate": "candidate", "promoted": "promoted", "discarded": "discarded",
@@ -110,16 +111,6 @@ class Measurement:
     base: list[float]
     augmented: list[float]
     u: float
-
-
-@dataclass
-class Decision:
-    """A status change of one skill, with why."""
-
-    skill_id: int
-    kind: str
-    reason: str
-    figures: dict = field(default_factory=dict)
 
 
 def _now() -> str:

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from skillvet.skills.bank import Decision
 from skillvet.stats import t_interval
+from skillvet.types import Decision, Episode
 
 
 @dataclass(frozen=True)
@@ -175,3 +175,30 @@ def generator_weights(utilities: Sequence[float], promoted: Sequence[bool], disc
     w_S = np.where(u_S > 0, np.where(kept_S, u_S, 0.0), -discard_weight * np.abs(u_S))
     total = np.abs(w_S).sum()
     return w_S / total if total > 0 else w_S
+
+
+def pair_seeds(base_seed: int, groups: int, half: int) -> list[int]:
+    """One sampling seed per (task, pair), shared by the pair's base and augmented rollouts."""
+    state = np.random.SeedSequence([base_seed, 7]).generate_state(groups * half)
+    return [int(s) for s in state]
+
+
+def matched_rewards(
+    base: Sequence[Episode], augmented: Sequence[Episode], groups: Sequence[int], half: int
+) -> tuple[list[list[float]], list[list[float]], list[str]]:
+    """Per task in `groups`: the rewards of the pairs where neither environment crashed."""
+    by = {(e.group, e.index): e for e in [*base, *augmented]}
+    base_KP, aug_KP, task_ids = [], [], []
+    for g in groups:
+        b_row, a_row = [], []
+        for n in range(half):
+            b, a = by.get((g, n)), by.get((g, half + n))
+            if b is None or a is None or b.error is not None or a.error is not None:
+                continue
+            b_row.append(b.reward)
+            a_row.append(a.reward)
+        if b_row:
+            base_KP.append(b_row)
+            aug_KP.append(a_row)
+            task_ids.append(by[(g, 0)].task.id if (g, 0) in by else str(g))
+    return base_KP, aug_KP, task_ids

@@ -48,13 +48,20 @@ import torch
 
 from skillvet.config import Config
 from skillvet.envs.protocol import TaskSource
-from skillvet.learner import GeneratorRows
 from skillvet.policy.hf import Policy
-from skillvet.rollout import Episode, rollout
+from skillvet.rollout import rollout
 from skillvet.sampling import clustered_tasks
-from skillvet.skills.bank import Bank, Decision, Measurement, StoredSkill
+from skillvet.skills.bank import Bank, Measurement, StoredSkill
 from skillvet.skills.embed import Embedder
-from skillvet.skills.gate import Candidate, generator_weights, promotion, pruning, utility
+from skillvet.skills.gate import (
+    Candidate,
+    generator_weights,
+    matched_rewards,
+    pair_seeds,
+    promotion,
+    pruning,
+    utility,
+)
 from skillvet.skills.induce import Attempt, induction_prompt, rule_skill
 from skillvet.skills.score import likelihood, rerank, similar
 from skillvet.skills.teacher import HttpTeacher, TeacherError
@@ -66,7 +73,7 @@ from skillvet.skills.text import (
     placebo_skill,
     skills_block,
 )
-from skillvet.types import Task
+from skillvet.types import Decision, Episode, GeneratorRows, Task
 
 
 def attempt_of(e: Episode) -> Attempt:
@@ -79,12 +86,6 @@ def attempt_of(e: Episode) -> Attempt:
     )
 
 
-def pair_seeds(base_seed: int, groups: int, half: int) -> list[int]:
-    """One sampling seed per (task, pair), shared by the pair's base and augmented rollouts."""
-    state = np.random.SeedSequence([base_seed, 7]).generate_state(groups * half)
-    return [int(s) for s in state]
-
-
 @dataclass
 class Written:
     skill: Skill
@@ -94,27 +95,6 @@ class Written:
     """Prompt and skill token ids, for policy-written skills (the generator loss)."""
     fallback: bool = False
     """The chosen writer failed and the rule inducer wrote it."""
-
-
-def matched_rewards(
-    base: Sequence[Episode], augmented: Sequence[Episode], groups: Sequence[int], half: int
-) -> tuple[list[list[float]], list[list[float]], list[str]]:
-    """Per task in `groups`: the rewards of the pairs where neither environment crashed."""
-    by = {(e.group, e.index): e for e in [*base, *augmented]}
-    base_KP, aug_KP, task_ids = [], [], []
-    for g in groups:
-        b_row, a_row = [], []
-        for n in range(half):
-            b, a = by.get((g, n)), by.get((g, half + n))
-            if b is None or a is None or b.error is not None or a.error is not None:
-                continue
-            b_row.append(b.reward)
-            a_row.append(a.reward)
-        if b_row:
-            base_KP.append(b_row)
-            aug_KP.append(a_row)
-            task_ids.append(by[(g, 0)].task.id if (g, 0) in by else str(g))
-    return base_KP, aug_KP, task_ids
 
 
 class SkillVetting:
@@ -371,50 +351,15 @@ class SkillVetting:
         if sk.revet and sk.gate:
             if source is None:
                 raise ValueError("skills.revet needs the task source and pool to measure candidates again")
-            by_id = {s.id: s for s in queue}
-            for j, d in enumerate(decisions):
-                if d.kind != "promoted":
-                    continue
-                again = self.revet(policy, source, pool, by_id[d.skill_id], seed)
-                if again is None:
-                    continue
-                measured, rows = again
-                self.bank.add_measurements(d.skill_id, iteration, rows)
-                revetted += 1
-                figures = {**d.figures, "revet_U": measured.value, "revet_lo": _finite(measured.lo),
-                           "revet_hi": _finite(measured.hi), "revet_tasks": [m.task for m in rows]}
-                passed = measured.value > 0 and (not sk.require_lcb or measured.lo > 0)
-                reason = (f"{d.reason}; re-vetted on {len(rows)} fresh tasks: U = {measured.value:+.3f}"
-                          + ("" if passed else " is not above 0" if measured.value <= 0 else ", lower bound not above 0"))
-                decisions[j] = Decision(d.skill_id, "promoted" if passed else "discarded", reason, figures)
+            revetted = self._revet_promoted(decisions, queue, policy, source, pool, iteration, seed)
         promoted_ids = {d.skill_id for d in decisions if d.kind == "promoted"}
         after = [*bank, *[s for s in queue if s.id in promoted_ids]]
-        scores: list[float | None] = []
-        if sk.scoring and after:
-            pairs, owners = [], []
-            for j, s in enumerate(after):
-                for task_type, goal in goals:
-                    if task_type in s.task_types:
-                        pairs.append((goal, s.skill))
-                        owners.append(j)
-            values = likelihood(policy, pairs) if pairs else np.zeros(0)
-            for j in range(len(after)):
-                mine = [v for o, v in zip(owners, values) if o == j]
-                scores.append(float(np.mean(mine)) if mine else None)
-        else:
-            scores = [None] * len(after)
+        scores = self._pruning_scores(policy, after, goals) if sk.scoring else [None] * len(after)
         pruned = pruning([s.id for s in after], scores, [s.utility for s in after],
                          capacity=sk.capacity, margin=sk.prune_margin, protected=promoted_ids)
         self.bank.apply(iteration, [*decisions, *pruned])
 
-        written = [s for s in queue if s.writer == "policy" and s.induction]
-        w_S = generator_weights([s.utility or 0.0 for s in written], [s.id in promoted_ids for s in written],
-                                sk.gen_discard_weight)
-        kept = [(s, float(w)) for s, w in zip(written, w_S) if w != 0.0]
-        prompts = [s.induction["prompt_ids"] for s, _ in kept]
-        responses = [s.induction["response_ids"] for s, _ in kept]
-        weights = [w for _, w in kept]
-        rows = GeneratorRows(prompts, responses, weights, sk.gen_coef) if prompts else None
+        rows = self._generator_rows(queue, promoted_ids)
         known = [x for x in scores if x is not None]
         stats = {
             "skills_promoted": len(promoted_ids),
@@ -423,10 +368,59 @@ class SkillVetting:
             "skills_pruned": len(pruned),
             "skills_bank_size": len(after) - len(pruned),
             "skills_score_mean": float(np.mean(known)) if known else None,
-            "skills_generator_rows": len(prompts),
+            "skills_generator_rows": len(rows.prompts) if rows else 0,
             "time_promote_s": round(time.time() - t0, 3),
         }
         return rows, stats
+
+    def _revet_promoted(self, decisions: list[Decision], queue: Sequence[StoredSkill], policy: Policy,
+                        source: TaskSource, pool: Sequence[Task], iteration: int, seed: int) -> int:
+        """Measure each candidate the gate promoted again on fresh tasks; one that fails there is
+        discarded instead (`decisions` is updated in place). Returns how many were measured."""
+        by_id = {s.id: s for s in queue}
+        revetted = 0
+        for j, d in enumerate(decisions):
+            again = self.revet(policy, source, pool, by_id[d.skill_id], seed) if d.kind == "promoted" else None
+            if again is None:
+                continue
+            measured, rows = again
+            self.bank.add_measurements(d.skill_id, iteration, rows)
+            revetted += 1
+            figures = {**d.figures, "revet_U": measured.value, "revet_lo": _finite(measured.lo),
+                       "revet_hi": _finite(measured.hi), "revet_tasks": [m.task for m in rows]}
+            passed = measured.value > 0 and (not self.sk.require_lcb or measured.lo > 0)
+            reason = (f"{d.reason}; re-vetted on {len(rows)} fresh tasks: U = {measured.value:+.3f}"
+                      + ("" if passed else " is not above 0" if measured.value <= 0 else ", lower bound not above 0"))
+            decisions[j] = Decision(d.skill_id, "promoted" if passed else "discarded", reason, figures)
+        return revetted
+
+    @staticmethod
+    def _pruning_scores(policy: Policy, skills: Sequence[StoredSkill],
+                        goals: Sequence[tuple[str, str]]) -> list[float | None]:
+        """Each skill's mean likelihood over the recent goals of its types (None: no such goal)."""
+        pairs, owners = [], []
+        for j, s in enumerate(skills):
+            for task_type, goal in goals:
+                if task_type in s.task_types:
+                    pairs.append((goal, s.skill))
+                    owners.append(j)
+        values = likelihood(policy, pairs) if pairs else np.zeros(0)
+        scores: list[float | None] = []
+        for j in range(len(skills)):
+            mine = [v for o, v in zip(owners, values) if o == j]
+            scores.append(float(np.mean(mine)) if mine else None)
+        return scores
+
+    def _generator_rows(self, queue: Sequence[StoredSkill], promoted_ids: set[int]) -> GeneratorRows | None:
+        """The generator loss's rows: the policy-written candidates decided now, weighted by U."""
+        written = [s for s in queue if s.writer == "policy" and s.induction]
+        w_S = generator_weights([s.utility or 0.0 for s in written], [s.id in promoted_ids for s in written],
+                                self.sk.gen_discard_weight)
+        kept = [(s, float(w)) for s, w in zip(written, w_S) if w != 0.0]
+        if not kept:
+            return None
+        return GeneratorRows([s.induction["prompt_ids"] for s, _ in kept],
+                             [s.induction["response_ids"] for s, _ in kept], [w for _, w in kept], self.sk.gen_coef)
 
 
 def _finite(x: float) -> float | None:

@@ -22,11 +22,10 @@ import numpy as np
 
 from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
-from skillvet.rollout import Episode, rollout
-from skillvet.skills.gate import utility
-from skillvet.skills.sapo import matched_rewards, pair_seeds
+from skillvet.rollout import rollout
+from skillvet.skills.gate import matched_rewards, pair_seeds, utility
 from skillvet.skills.text import Skill, augmented_blocks, placebo_skill
-from skillvet.types import Task
+from skillvet.types import Episode, Task
 
 
 def vet(
