@@ -53,3 +53,30 @@ def test_group_copies_are_identical_and_invalid_actions_change_nothing(source):
 def test_data_root_errors_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="no ALFWorld games"):
         find_data_root(tmp_path)
+
+
+def test_games_through_the_worker_pool_play_as_in_this_process(shared):
+    """`make_source` puts ALFWorld in worker processes by default; the games answer alike."""
+    from skillvet.config import EnvConfig
+    from skillvet.envs import make_source
+    from skillvet.envs.process import ProcessSource, reset_all, step_all
+
+    local = make_source(EnvConfig(name="alfworld", data=str(shared / "alfworld"), workers=0, max_steps=50))
+    pool = make_source(EnvConfig(name="alfworld", data=str(shared / "alfworld"), workers=2, max_steps=50))
+    assert isinstance(pool, ProcessSource) and not isinstance(local, ProcessSource)
+    try:
+        tasks = local.tasks("valid_seen")[:4]
+        envs = [pool.make(t) for t in tasks]
+        here = [local.make(t) for t in tasks]
+        assert reset_all(envs) == [e.reset() for e in here]
+        plans = [local.expert(t) for t in tasks]
+        for k in range(max(len(p) for p in plans)):
+            live = [i for i, p in enumerate(plans) if k < len(p)]
+            assert step_all([envs[i] for i in live], [plans[i][k] for i in live]) == [
+                here[i].step(plans[i][k]) for i in live
+            ]
+        assert all(e.last.won for e in envs)
+        for e in [*envs, *here]:
+            e.close()
+    finally:
+        pool.close()

@@ -22,11 +22,10 @@ SMALL = [
 
 def test_sft_writes_a_model_that_eval_reads(tmp_path, capsys):
     out = tmp_path / "warm"
-    assert main(["sft", "--env", "household", "--steps", "3", "--out", str(out), "--quiet", *SMALL,
-                 "--set", "sft.save_every=2"]) == 0
+    assert main(["sft", "--env", "household", "--steps", "3", "--out", str(out), "--quiet", *SMALL]) == 0
     printed = capsys.readouterr().out
     assert "eval success" in printed and (out / "model-sft" / "config.json").is_file()
-    assert sorted(p.name for p in out.glob("model-sft*")) == ["model-sft", "model-sft-step2"]  # a snapshot at step 2
+    assert sorted(p.name for p in out.glob("model-sft*")) == ["model-sft"]
 
     assert main(["eval", "--model", str(out / "model-sft"), "--env", "household", "--limit", "6",
                  "--max-steps", "3", "--json", "--out", str(tmp_path / "episodes.jsonl")]) == 0

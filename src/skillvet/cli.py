@@ -8,28 +8,23 @@ import json
 import sys
 
 from skillvet import __version__
-from skillvet.config import ConfigError, EnvConfig, apply_override, from_dict, load_config, to_yaml
+from skillvet.cliargs import (
+    NON_NEGATIVE,
+    PORT,
+    POSITIVE,
+    TEMPERATURE,
+    env_config,
+    eval_split,
+    number,
+)
+from skillvet.config import ConfigError, load_config, to_yaml
+from skillvet.skills.commands import add_skills_commands
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
     cfg = load_config(args.recipe, args.overrides)
     sys.stdout.write(to_yaml(cfg, comments=not args.plain))
     return 0
-
-
-def env_config(args: argparse.Namespace, start: EnvConfig | None = None) -> EnvConfig:
-    """EnvConfig from `skillvet env` options: the name, --data, --max-steps and --set overrides.
-    With `start` (a run's own env settings) of the same environment, the options change those."""
-    import dataclasses
-
-    data: dict = dataclasses.asdict(start) if start is not None and start.name == args.env else {"name": args.env}
-    if getattr(args, "data", None):
-        data["data"] = args.data
-    if getattr(args, "max_steps", None):
-        data["max_steps"] = args.max_steps
-    for item in getattr(args, "set", None) or []:
-        apply_override(data, item)
-    return from_dict(EnvConfig, data, "env.")
 
 
 def cmd_env_list(args: argparse.Namespace) -> int:
@@ -258,181 +253,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bank(run_dir: str, read_only: bool = False):
-    from pathlib import Path
-
-    from skillvet.skills.bank import Bank
-
-    path = Path(run_dir) / "skills.sqlite"
-    if not path.is_file():
-        raise SystemExit(f"skillvet: {run_dir} has no skill bank (skills.sqlite); was it a run with skills.enabled?")
-    return Bank(path, read_only=read_only)
-
-
-def _interval(lo, hi) -> str:
-    if lo is None or hi is None:
-        return "[n/a]"
-    return f"[{lo:+.2f}, {hi:+.2f}]"
-
-
-def cmd_skills_list(args: argparse.Namespace) -> int:
-    bank = _bank(args.run_dir, read_only=True)
-    rows = bank.skills(args.status)
-    if args.json:
-        print(json.dumps([_skill_record(s) for s in rows], indent=2))
-        return 0
-    print(f"{'id':>4}  {'status':<9} {'U':>7} {'interval':<17} {'writer':<7} {'uses':>4}  title")
-    for s in rows:
-        u = "n/a" if s.utility is None else f"{s.utility:+.2f}"
-        print(f"{s.id:>4}  {s.status:<9} {u:>7} {_interval(s.utility_lo, s.utility_hi):<17} {s.writer:<7} {s.uses:>4}  {s.skill.title}")
-    counts = bank.counts()
-    print(" · ".join(f"{k} {v}" for k, v in counts.items()))
-    return 0
-
-
-def _skill_record(s) -> dict:
-    return {
-        "id": s.id, "title": s.skill.title, "when": s.skill.when, "procedure": s.skill.procedure,
-        "task_types": s.task_types, "writer": s.writer, "status": s.status, "iteration": s.iteration,
-        "utility": s.utility, "utility_lo": s.utility_lo, "utility_hi": s.utility_hi, "uses": s.uses,
-        "sources": s.sources,
-    }
-
-
-def cmd_skills_show(args: argparse.Namespace) -> int:
-    bank = _bank(args.run_dir, read_only=True)
-    try:
-        s = bank.get(args.skill_id)
-    except KeyError as err:
-        raise SystemExit(f"skillvet: {err.args[0]}") from None
-    measurements, events = bank.measurements(s.id), bank.events(s.id)
-    if args.json:
-        print(json.dumps({**_skill_record(s), "measurements": measurements, "events": events}, indent=2))
-        return 0
-    u = "n/a" if s.utility is None else f"{s.utility:+.3f}"
-    print(f"skill {s.id} · {s.status} · written by {s.writer} in iteration {s.iteration} · used {s.uses} times")
-    print(f"\n{s.skill.lines()}\n")
-    print(f"task types: {', '.join(s.task_types)}")
-    print(f"U = {u} {_interval(s.utility_lo, s.utility_hi)}")
-    print("sources: " + "; ".join(s.sources))
-    if measurements:
-        print("\nmeasurements (iteration, task: base rewards -> augmented rewards, u):")
-        for m in measurements:
-            print(f"  {m['iteration']:>4}  {m['task']}: {m['base']} -> {m['augmented']}  u {m['u']:+.2f}")
-    print("\nevents:")
-    for e in events:
-        print(f"  {e['at']}  iteration {e['iteration']:>4}  {e['kind']:<9} {e['reason']}")
-    return 0
-
-
-def cmd_skills_export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    bank = _bank(args.run_dir, read_only=True)
-    rows = bank.skills(args.status)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w") as f:
-        for s in rows:
-            f.write(json.dumps(_skill_record(s)) + "\n")
-    print(f"exported {len(rows)} skill(s) to {out}")
-    return 0
-
-
-def cmd_skills_import(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from skillvet.skills.embed import Embedder
-    from skillvet.skills.text import Skill, sanitize
-
-    cfg = load_config(Path(args.run_dir) / "config.yaml") if (Path(args.run_dir) / "config.yaml").is_file() else load_config()
-    bank = _bank(args.run_dir)
-    records = []
-    for n, line in enumerate(Path(args.file).read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"skillvet: {args.file} line {n}"
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise SystemExit(f"{where}: not JSON ({err.msg})") from None
-        if not isinstance(r, dict):
-            raise SystemExit(f"{where}: expected a JSON object with title, when, procedure")
-        parts = [r.get(k) for k in ("title", "when", "procedure")]
-        if not all(isinstance(p, str) for p in parts):
-            raise SystemExit(f"{where}: title, when and procedure must be strings")
-        skill = Skill(*(sanitize(p, max_chars=cfg.skills.max_skill_chars) for p in parts))
-        if not all((skill.title, skill.when, skill.procedure)):
-            raise SystemExit(f"{where}: title, when and procedure must not be empty")
-        types = r.get("task_types", [])
-        if not isinstance(types, list) or not all(isinstance(t, str) and t.strip() for t in types):
-            raise SystemExit(f"{where}: task_types must be a list of task type names, got {types!r}")
-        records.append((skill, [t.strip() for t in types]))
-    embed = Embedder(cfg.skills.embedder)
-    vectors = embed([s.text() for s, _ in records])
-    for (skill, types), vector in zip(records, vectors):
-        bank.import_skill(skill, task_types=types, embedding=vector, source=str(args.file))
-    print(f"imported {len(records)} skill(s) into {bank.path} (status promoted)")
-    return 0
-
-
-def cmd_skills_vet(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from skillvet.envs import make_source
-    from skillvet.skills.text import parse_skill
-    from skillvet.skills.vet import vet
-
-    def read(path: str):
-        skill = parse_skill(Path(path).read_text())
-        if skill is None:
-            raise SystemExit(f"skillvet: {path} is not a skill: write three lines, 'Title: ...', 'When: ...', 'Procedure: ...'")
-        return skill
-
-    skill = read(args.skill)
-    base_skills = [read(path).text() for path in args.base_skill or []]
-    from skillvet.runs import load_model
-
-    cfg, policy, run_dir = load_model(args.model)
-    source = make_source(env_config(args, cfg.env if run_dir is not None else None))
-    split = args.split or eval_split(source, cfg.env.eval_split)
-    tasks = [t for t in source.tasks(split) if not args.type or t.task_type in args.type][: args.tasks]
-    if not tasks:
-        raise SystemExit(f"skillvet: no {split} tasks of type {args.type}")
-    result = vet(
-        policy, source, tasks, skill, pairs=args.pairs, base_skills=base_skills,
-        max_new_tokens=cfg.sampling.max_action_tokens, temperature=args.temperature,
-        history_length=cfg.sampling.history_length, seed=args.seed, confidence=args.confidence,
-        max_skill_chars=cfg.skills.max_skill_chars, max_block_chars=cfg.skills.max_block_chars,
-        placebo=args.placebo,
-    )
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
-    print(f"skill: {result['skill']}")
-    for text in base_skills:
-        print(f"shown in both halves: {text}")
-    print(
-        f"U = {result['U']:+.3f}  {result['confidence']:.0%} interval [{result['lo']:+.3f}, {result['hi']:+.3f}]"
-        f"  over {result['tasks']} {split} tasks x {args.pairs} matched pairs"
-    )
-    print(
-        f"success without the skill {result['base_success']:.1%} · with it {result['augmented_success']:.1%}"
-        f" · identical pairs {result['identical_pairs']}/{result['pairs']}"
-    )
-    if "placebo" in result:
-        p, v = result["placebo"], result["U_vs_placebo"]
-        print(f"placebo (a neutral skill of the same length): U = {p['U']:+.3f} [{p['lo']:+.3f}, {p['hi']:+.3f}]"
-              f" · success {p['success']:.1%}")
-        print(f"the skill against the placebo: U = {v['U']:+.3f} [{v['lo']:+.3f}, {v['hi']:+.3f}]")
-    return 0
-
-
-def eval_split(source, preferred: str) -> str:
-    """`preferred` if the source has that split, else its first split."""
-    return preferred if preferred in source.splits() else next(iter(source.splits()))
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
@@ -452,28 +272,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         server.server_close()
     return 0
-
-
-def _number(kind, low=None, high=None, low_open=False):
-    """An argparse type: `kind` within [low, high] (low excluded with low_open)."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
-        if low is not None and (value <= low if low_open else value < low):
-            raise argparse.ArgumentTypeError(f"{value} must be {'>' if low_open else '>='} {low}")
-        if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"{value} must be <= {high}")
-        return value
-    return parse
-
-
-POSITIVE = _number(int, 1)
-NON_NEGATIVE = _number(int, 0)
-TEMPERATURE = _number(float, 0.0)
-PORT = _number(int, 0, 65535)
-LEVEL = _number(float, 0.0, 1.0, low_open=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -571,49 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--json", action="store_true", help="also print the rows as JSON")
     cmp_.set_defaults(func=cmd_compare)
 
-    skills = sub.add_parser("skills", help="inspect, move and vet skills (SAPO's bank)")
-    skills_sub = skills.add_subparsers(dest="skills_command", required=True, metavar="ACTION")
-    sk_list = skills_sub.add_parser("list", help="id, title, status, U with its interval, writer, uses")
-    sk_list.add_argument("run_dir")
-    sk_list.add_argument("--status", choices=["candidate", "promoted", "discarded", "pruned"])
-    sk_list.add_argument("--json", action="store_true")
-    sk_list.set_defaults(func=cmd_skills_list)
-    sk_show = skills_sub.add_parser("show", help="a skill's text, provenance, measurements and events")
-    sk_show.add_argument("run_dir")
-    sk_show.add_argument("skill_id", type=POSITIVE)
-    sk_show.add_argument("--json", action="store_true")
-    sk_show.set_defaults(func=cmd_skills_show)
-    sk_export = skills_sub.add_parser("export", help="skills as JSONL")
-    sk_export.add_argument("run_dir")
-    sk_export.add_argument("out", help="JSONL file to write")
-    sk_export.add_argument("--status", default="promoted", choices=["candidate", "promoted", "discarded", "pruned"])
-    sk_export.set_defaults(func=cmd_skills_export)
-    sk_import = skills_sub.add_parser("import", help="JSONL skills into a run's bank (as promoted)")
-    sk_import.add_argument("run_dir")
-    sk_import.add_argument("file", help="JSONL with title, when, procedure (and task_types)")
-    sk_import.set_defaults(func=cmd_skills_import)
-    sk_vet = skills_sub.add_parser("vet", help="marginal utility of one skill, with matched rollouts")
-    sk_vet.add_argument("--model", required=True, help="run directory, HF folder, or model name")
-    sk_vet.add_argument("--env", required=True, help="environment name")
-    sk_vet.add_argument("--skill", required=True, help="text file: 'Title: ...', 'When: ...', 'Procedure: ...' lines")
-    sk_vet.add_argument("--base-skill", action="append", metavar="FILE",
-                        help="a skill both halves show, as the bank's retrieved skills would (repeatable): "
-                             "U is then the skill's utility on top of them")
-    sk_vet.add_argument("--tasks", type=POSITIVE, default=20, help="tasks to measure on (the split's first)")
-    sk_vet.add_argument("--pairs", type=POSITIVE, default=4, help="matched pairs per task")
-    sk_vet.add_argument("--type", action="append", help="only tasks of this type (repeatable)")
-    sk_vet.add_argument("--data", help="game folder for file-based environments (ALFWorld)")
-    sk_vet.add_argument("--split", help="split (default: env.eval_split)")
-    sk_vet.add_argument("--max-steps", type=POSITIVE, help="episode step limit")
-    sk_vet.add_argument("--set", action="append", metavar="KEY=VALUE", help="env config override")
-    sk_vet.add_argument("--temperature", type=TEMPERATURE, default=1.0, help="sampling temperature of both halves")
-    sk_vet.add_argument("--confidence", type=LEVEL, default=0.9, help="interval level")
-    sk_vet.add_argument("--seed", type=NON_NEGATIVE, default=0)
-    sk_vet.add_argument("--placebo", action="store_true",
-                        help="a third arm with a neutral skill of the same length: the block's own effect, "
-                             "and the skill's utility against it")
-    sk_vet.add_argument("--json", action="store_true")
-    sk_vet.set_defaults(func=cmd_skills_vet)
+    add_skills_commands(sub)
 
     serve = sub.add_parser("serve", help="a model behind an OpenAI-compatible chat-completions API")
     serve.add_argument("--model", required=True, help="run directory, HF folder, or model name")
@@ -622,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--name", help="model name the API reports (default: --model)")
     serve.add_argument("--api-key-env", metavar="VAR",
                        help="require 'Authorization: Bearer <key>', the key read from this environment variable")
-    serve.add_argument("--timeout", type=_number(float, 0.0, low_open=True), default=30.0,
+    serve.add_argument("--timeout", type=number(float, 0.0, low_open=True), default=30.0,
                        help="seconds a client may take to send each part of its request")
     serve.set_defaults(func=cmd_serve)
     return parser

@@ -2,7 +2,8 @@
 
 Every field has a docstring right under it; `describe()` reads them back from the source, so the
 resolved YAML written into a run directory explains itself. Loading checks for unknown keys
-(with a suggestion), wrong types and out-of-range values, and says which key is wrong.
+(with a suggestion), wrong types and out-of-range values, and says which key is wrong (the
+conversion is `skillvet.typedyaml`'s; each environment's settings live beside it).
 
     cfg = load_config("recipes/household-tiny.yaml", ["algo.step_weight=0.5"])
     print(to_yaml(cfg))
@@ -10,27 +11,29 @@ resolved YAML written into a run directory explains itself. Loading checks for u
 
 from __future__ import annotations
 
-import ast
-import dataclasses
-import difflib
-import inspect
-import itertools
 import re
-import textwrap
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from skillvet.types import TASK_TYPES
+from skillvet.configerror import ConfigError
+from skillvet.configerror import require as _require
+from skillvet.envs.household import HouseholdConfig
+from skillvet.envs.household import HouseholdExpert as HouseholdExpert  # re-exported
+from skillvet.envs.scienceworld import ScienceworldConfig
+from skillvet.envs.sokoban import SokobanConfig
+from skillvet.envs.textworld import TextworldConfig
+from skillvet.typedyaml import describe, from_dict, to_dict, to_yaml
 
-
-class ConfigError(ValueError):
-    """A configuration that cannot be used, with the offending key in the message."""
-
+__all__ = [
+    "AlgoConfig", "Config", "ConfigError", "EnvConfig", "EvalConfig", "HouseholdConfig",
+    "HouseholdExpert", "LogConfig", "ModelConfig", "RunConfig", "SamplingConfig",
+    "ScienceworldConfig", "SftConfig", "SkillsConfig", "SokobanConfig", "TextworldConfig",
+    "TinyModelConfig", "TrainConfig", "apply_override", "describe", "from_dict", "load_config",
+    "save_config", "to_dict", "to_yaml",
+]
 
 # --------------------------------------------------------------------------------------------
 # The configuration
@@ -91,114 +94,6 @@ class AlgoConfig:
         _require(self.kl_coef >= 0.0, "algo.kl_coef", f"must be >= 0, got {self.kl_coef}")
 
 
-HouseholdExpert = Literal["oracle", "search"]
-
-
-@dataclass
-class HouseholdConfig:
-    num_receptacles: int = 8
-    """Receptacles in a room (at least the room's staples, which number 5 to 7)."""
-    closed_share: float = 0.3
-    """Probability that an openable receptacle (cabinet, drawer, fridge, microwave, safe) starts closed."""
-    distractors: int = 3
-    """Objects in the room besides the ones the task needs."""
-    train_tasks: int = 6000
-    """Tasks in the train split (seeds 0 .. train_tasks-1), spread evenly over its task types."""
-    eval_tasks: int = 600
-    """Tasks in the eval split (seeds from 1,000,000 on), spread evenly over its task types."""
-    train_types: list[str] = field(default_factory=lambda: list(TASK_TYPES))
-    """Task types of the train split; leave some out to test transfer to unseen types."""
-    eval_types: list[str] = field(default_factory=lambda: list(TASK_TYPES))
-    """Task types of the eval split."""
-    heat_appliances: list[str] = field(default_factory=lambda: ["microwave"])
-    """Kitchen receptacle types at which an object can be heated (ALFWorld: the microwave only). With more than one, such as [microwave, stoveburner], heating has more than one correct procedure, and the expert of each heat task uses one drawn from its seed."""
-    expert: HouseholdExpert = "search"
-    """Expert for checks and warm starts: "oracle" reads hidden state and goes straight to the object; "search" sees only what an agent sees and searches receptacles in alphabetical order; "explore" sees the same and searches them in a random order (seeded by the task)."""
-
-    def __post_init__(self) -> None:
-        _require(self.num_receptacles >= 7, "env.household.num_receptacles", "must be >= 7")
-        _require(0.0 <= self.closed_share <= 1.0, "env.household.closed_share", "must be in [0, 1]")
-        _require(self.distractors >= 0, "env.household.distractors", "must be >= 0")
-        _require(
-            self.train_tasks >= 0 and self.eval_tasks >= 0,
-            "env.household",
-            "task counts must be >= 0",
-        )
-        _require(
-            bool(self.heat_appliances)
-            and set(self.heat_appliances) <= {"microwave", "stoveburner"}
-            and len(set(self.heat_appliances)) == len(self.heat_appliances),
-            "env.household.heat_appliances",
-            "must name microwave, stoveburner or both, once each",
-        )
-        for key in ("train_types", "eval_types"):
-            types = getattr(self, key)
-            unknown = sorted(set(types) - set(TASK_TYPES))
-            _require(
-                not unknown,
-                f"env.household.{key}",
-                f"unknown task types {unknown}; known: {list(TASK_TYPES)}",
-            )
-            _require(bool(types), f"env.household.{key}", "must name at least one task type")
-
-
-@dataclass
-class TextworldConfig:
-    game_types: list[str] = field(
-        default_factory=lambda: ["cooking", "coin_collector", "treasure_hunter"]
-    )
-    """TextWorld challenges to make games of (tw-make)."""
-    level: int = 3
-    """Difficulty, 1 to 10: quest length for coin collector and treasure hunter, recipe size and rooms for cooking."""
-    cache_dir: str = "~/.cache/skillvet/textworld"
-    """Where generated games are kept; a game is made once, on first use."""
-    train_tasks: int = 300
-    """Games in the train split (seeds 0 .. train_tasks-1)."""
-    eval_tasks: int = 60
-    """Games in the eval split (seeds from 1,000,000 on)."""
-
-    def __post_init__(self) -> None:
-        known = ("cooking", "coin_collector", "treasure_hunter")
-        unknown = sorted(set(self.game_types) - set(known))
-        _require(
-            not unknown and bool(self.game_types),
-            "env.textworld.game_types",
-            f"choose from {list(known)}, got {self.game_types}",
-        )
-        _require(
-            1 <= self.level <= 10, "env.textworld.level", f"must be in [1, 10], got {self.level}"
-        )
-
-
-@dataclass
-class SokobanConfig:
-    size: int = 6
-    """Rooms are size x size cells, walls included."""
-    boxes: int = 1
-    """Boxes (and targets) per room."""
-    train_tasks: int = 5000
-    """Rooms in the train split (seeds 0 .. train_tasks-1)."""
-    eval_tasks: int = 500
-    """Rooms in the eval split (seeds from 1,000,000 on)."""
-
-    def __post_init__(self) -> None:
-        _require(5 <= self.size <= 12, "env.sokoban.size", f"must be in [5, 12], got {self.size}")
-        _require(1 <= self.boxes <= 3, "env.sokoban.boxes", f"must be in [1, 3], got {self.boxes}")
-
-
-@dataclass
-class ScienceworldConfig:
-    task_names: list[str] = field(default_factory=list)
-    """ScienceWorld task names to play; empty means all 30."""
-    simplification: str = "easy"
-    """ScienceWorld simplification string ("easy", or a comma-separated list, or "")."""
-    workers: int = 8
-    """JVMs in the pool: one per environment played at the same time."""
-
-    def __post_init__(self) -> None:
-        _require(self.workers >= 1, "env.scienceworld.workers", f"must be >= 1, got {self.workers}")
-
-
 @dataclass
 class EnvConfig:
     name: str = "household"
@@ -209,6 +104,9 @@ class EnvConfig:
     """Step limit of an episode (ALFWorld's papers use 50)."""
     data: str | None = None
     """Game folder for file-based environments (ALFWorld: the folder holding json_2.1.1, or $ALFWORLD_DATA)."""
+    workers: int | None = None
+    """Worker processes that ALFWorld's games run in, side by side (None: one per CPU core;
+    0: in the trainer's own process). ScienceWorld has its own, scienceworld.workers."""
     train_split: str = "train"
     """Split that training samples tasks from."""
     eval_split: str = "eval"
@@ -224,6 +122,7 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         _require(self.max_steps >= 1, "env.max_steps", f"must be >= 1, got {self.max_steps}")
+        _require(self.workers is None or self.workers >= 0, "env.workers", "must be >= 0")
         builtin = ("household", "alfworld", "scienceworld", "textworld", "sokoban")
         plugin = re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", self.name) is not None
         _require(self.name in builtin or plugin, "env.name",
@@ -268,7 +167,11 @@ class ModelConfig:
     lora_alpha: int = 32
     """LoRA scaling alpha."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Weights and compute dtype (float32 on CPU)."""
+    """Compute dtype: forwards run under autocast in it, frozen weights (LoRA's base, the KL
+    reference) are stored in it; trainable weights and optimizer state are always float32."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass instead of keeping them (less memory, about a
+    third more learner time); the learner then does not share the prompt prefix's forward."""
     device: str = "auto"
     """"auto" (cuda when available, else cpu), "cpu", "cuda", "cuda:1", ..."""
     threads: int | None = None
@@ -532,11 +435,6 @@ class Config:
 # --------------------------------------------------------------------------------------------
 
 
-def _require(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: {message}")
-
-
 def load_config(
     path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> Config:
@@ -573,137 +471,6 @@ def apply_override(data: dict[str, Any], item: str) -> None:
         node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
         raise ConfigError(f"override {item!r}: cannot parse the value: {err}") from err
-
-
-def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    """Build dataclass `cls` from a nested dict, checking keys and types on the way down."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in data:
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = (
-                f"; did you mean {prefix}{close[0]}?"
-                if close
-                else f"; known keys: {', '.join(names)}"
-            )
-            raise ConfigError(f"unknown key {prefix}{key}{hint}")
-    kwargs = {
-        name: _convert(hints[name], data[name], f"{prefix}{name}") for name in names if name in data
-    }
-    try:
-        return cls(**kwargs)
-    except TypeError as err:  # a dataclass without defaults for some field
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {err}") from err
-
-
-def _convert(tp: Any, value: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value if value is not None else {}, key + ".")
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in (o for o in options if o is not type(None)):
-            try:
-                return _convert(option, value, key)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} fits none of {tp}")
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            raise ConfigError(
-                f"{key}: must be one of {', '.join(map(repr, allowed))}, got {value!r}"
-            )
-        return value
-    if origin in (list, tuple):
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        (item_tp, *_) = typing.get_args(tp) or (Any,)
-        return [_convert(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
-    if tp is Any:
-        return value
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{key}: unsupported config type {tp}")
-
-
-# --------------------------------------------------------------------------------------------
-# Writing back, with the field docstrings as comments
-# --------------------------------------------------------------------------------------------
-
-
-def describe(cls: type) -> dict[str, str]:
-    """The docstring under each field of dataclass `cls`, read from its source."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs: dict[str, str] = {}
-    for stmt, nxt in itertools.pairwise(body):
-        if (
-            isinstance(stmt, ast.AnnAssign)
-            and isinstance(stmt.target, ast.Name)
-            and isinstance(nxt, ast.Expr)
-            and isinstance(nxt.value, ast.Constant)
-            and isinstance(nxt.value.value, str)
-        ):
-            docs[stmt.target.id] = " ".join(nxt.value.value.split())
-    return docs
-
-
-def to_dict(cfg: Any) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
-
-
-def to_yaml(cfg: Any, comments: bool = True) -> str:
-    """The resolved config as YAML; with `comments`, each key carries its field docstring."""
-    if not comments:
-        return yaml.safe_dump(to_dict(cfg), sort_keys=False)
-    lines: list[str] = []
-    _emit(cfg, 0, lines)
-    return "\n".join(lines) + "\n"
-
-
-def _emit(obj: Any, indent: int, lines: list[str]) -> None:
-    docs = describe(type(obj))
-    pad = "  " * indent
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        doc = docs.get(f.name, "")
-        if dataclasses.is_dataclass(value):
-            lines.append(f"{pad}{f.name}:" + (f"  # {doc}" if doc else ""))
-            _emit(value, indent + 1, lines)
-        else:
-            dumped = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
-            dumped = dumped.removesuffix("\n...").removesuffix("...").strip()
-            lines.append(f"{pad}{f.name}: {dumped}" + (f"  # {doc}" if doc else ""))
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from skillvet.envs.process import reset_all, step_all
 from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
 from skillvet.prompts import Turn, build_prompt, parse_action
@@ -62,23 +63,24 @@ def rollout(
     running: list[_Running] = []
     episodes: list[Episode] = []
     shown_by_group: dict[int, tuple[str, ...]] = {}
-    for g, task in enumerate(tasks):
-        for n in range(group_size):
-            env = source.make(task)
-            first = env.reset()
-            if g not in shown_by_group:  # asked once per task
-                shown_by_group[g] = tuple(skills(task, first.task)) if skills is not None else ()
-            shown = shown_by_group[g]
-            episode = Episode(task=task, group=g, index=index_offset + n, goal=first.task, skills=shown)
-            episodes.append(episode)
-            if first.error is not None:
-                episode.error = first.error
-                env.close()
-                continue
-            row_gen = None
-            if sampling_seeds is not None:
-                row_gen = torch.Generator().manual_seed(int(sampling_seeds[g * group_size + n]))
-            running.append(_Running(episode, env, first, row_generator=row_gen))
+    envs = [source.make(task) for task in tasks for _ in range(group_size)]
+    firsts = reset_all(envs)  # environments in worker processes reset side by side
+    for k, (env, first) in enumerate(zip(envs, firsts)):
+        g, n = divmod(k, group_size)
+        task = tasks[g]
+        if g not in shown_by_group:  # asked once per task
+            shown_by_group[g] = tuple(skills(task, first.task)) if skills is not None else ()
+        shown = shown_by_group[g]
+        episode = Episode(task=task, group=g, index=index_offset + n, goal=first.task, skills=shown)
+        episodes.append(episode)
+        if first.error is not None:
+            episode.error = first.error
+            env.close()
+            continue
+        row_gen = None
+        if sampling_seeds is not None:
+            row_gen = torch.Generator().manual_seed(int(sampling_seeds[g * group_size + n]))
+        running.append(_Running(episode, env, first, row_generator=row_gen))
     while running:
         prompts = [
             policy.encode_prompt(
@@ -96,10 +98,10 @@ def rollout(
         ]
         row_generators = [r.row_generator for r in running] if sampling_seeds is not None else None
         answers = policy.generate(prompts, max_new_tokens, temperature, generator, row_generators=row_generators)
+        actions = [parse_action(gen.text) for gen in answers]  # the text keeps the closing tag
+        results = step_all([r.env for r in running], [a or "" for a in actions])  # side by side
         still: list[_Running] = []
-        for r, prompt, gen in zip(running, prompts, answers):
-            action = parse_action(gen.text)  # the text keeps the closing tag it stopped at
-            result = r.env.step(action or "")
+        for r, prompt, gen, action, result in zip(running, prompts, answers, actions, results):
             r.episode.steps.append(
                 Step(
                     prompt_ids=prompt,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
-from skillvet.config import EnvConfig
 from skillvet.envs.protocol import (
     Env,
     EnvCrashed,
@@ -13,6 +13,9 @@ from skillvet.envs.protocol import (
     match_admissible,
     normalize_action,
 )
+
+if TYPE_CHECKING:  # not at run time: skillvet.config imports the envs' settings classes
+    from skillvet.config import EnvConfig
 
 __all__ = [
     "ENVIRONMENTS",
@@ -42,8 +45,12 @@ def make_source(cfg: EnvConfig) -> TaskSource:
         return HouseholdSource(cfg.household, max_steps=cfg.max_steps)
     if cfg.name == "alfworld":
         from skillvet.envs.alfworld import AlfworldSource
+        from skillvet.envs.process import ProcessSource, cores
 
-        return AlfworldSource(cfg.data, max_steps=cfg.max_steps)
+        workers = cores() if cfg.workers is None else cfg.workers
+        if workers == 0:
+            return AlfworldSource(cfg.data, max_steps=cfg.max_steps)
+        return ProcessSource(functools.partial(AlfworldSource, cfg.data, cfg.max_steps), workers=workers)
     if cfg.name == "textworld":
         from skillvet.envs.textworld import TextworldSource
 

@@ -15,12 +15,27 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from itertools import zip_longest
 from pathlib import Path
 
-from skillvet.config import ScienceworldConfig
+from skillvet.configerror import require
 from skillvet.envs.protocol import NOTHING_HAPPENS, EnvCrashed, check_split
 from skillvet.types import SUCCESS_REWARD, StepResult, Task
+
+
+@dataclass
+class ScienceworldConfig:
+    task_names: list[str] = field(default_factory=list)
+    """ScienceWorld task names to play; empty means all 30."""
+    simplification: str = "easy"
+    """ScienceWorld simplification string ("easy", or a comma-separated list, or "")."""
+    workers: int = 8
+    """JVMs in the pool: one per environment played at the same time."""
+
+    def __post_init__(self) -> None:
+        require(self.workers >= 1, "env.scienceworld.workers", f"must be >= 1, got {self.workers}")
+
 
 UNPARSED = "No known action matches that input."
 SPLITS = ("train", "dev", "test")

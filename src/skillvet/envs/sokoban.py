@@ -11,14 +11,30 @@ from __future__ import annotations
 import importlib.util
 import random
 from collections import deque
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
-
-from skillvet.config import SokobanConfig
+from skillvet.configerror import require
 from skillvet.envs.protocol import NOTHING_HAPPENS, check_split, normalize_action, seeded_tasks
 from skillvet.types import SUCCESS_REWARD, StepResult, Task
+
+
+@dataclass
+class SokobanConfig:
+    size: int = 6
+    """Rooms are size x size cells, walls included."""
+    boxes: int = 1
+    """Boxes (and targets) per room."""
+    train_tasks: int = 5000
+    """Rooms in the train split (seeds 0 .. train_tasks-1)."""
+    eval_tasks: int = 500
+    """Rooms in the eval split (seeds from 1,000,000 on)."""
+
+    def __post_init__(self) -> None:
+        require(5 <= self.size <= 12, "env.sokoban.size", f"must be in [5, 12], got {self.size}")
+        require(1 <= self.boxes <= 3, "env.sokoban.boxes", f"must be in [1, 3], got {self.boxes}")
+
 
 MOVES = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
 LEGEND = "# wall, _ floor, O target, X box, √ box on target, P you, S you on a target"
@@ -48,6 +64,8 @@ def generate_room(
     The generator draws from the global `random` and `numpy.random` states; they are seeded for
     the call and restored afterwards.
     """
+    import numpy as np  # gym-sokoban needs it anyway; imported here to keep skillvet.config light
+
     room_utils = _room_utils()
     py_state, np_state = random.getstate(), np.random.get_state()
     try:

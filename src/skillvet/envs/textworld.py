@@ -15,11 +15,42 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from skillvet.config import TextworldConfig
+from skillvet.configerror import require
 from skillvet.envs.protocol import NOTHING_HAPPENS, check_split, match_admissible, seeded_tasks
 from skillvet.types import SUCCESS_REWARD, StepResult, Task
+
+
+@dataclass
+class TextworldConfig:
+    game_types: list[str] = field(
+        default_factory=lambda: ["cooking", "coin_collector", "treasure_hunter"]
+    )
+    """TextWorld challenges to make games of (tw-make)."""
+    level: int = 3
+    """Difficulty, 1 to 10: quest length for coin collector and treasure hunter, recipe size and
+    rooms for cooking."""
+    cache_dir: str = "~/.cache/skillvet/textworld"
+    """Where generated games are kept; a game is made once, on first use."""
+    train_tasks: int = 300
+    """Games in the train split (seeds 0 .. train_tasks-1)."""
+    eval_tasks: int = 60
+    """Games in the eval split (seeds from 1,000,000 on)."""
+
+    def __post_init__(self) -> None:
+        known = ("cooking", "coin_collector", "treasure_hunter")
+        unknown = sorted(set(self.game_types) - set(known))
+        require(
+            not unknown and bool(self.game_types),
+            "env.textworld.game_types",
+            f"choose from {list(known)}, got {self.game_types}",
+        )
+        require(
+            1 <= self.level <= 10, "env.textworld.level", f"must be in [1, 10], got {self.level}"
+        )
+
 
 _PROMPT = re.compile(r"\n*>\s[^\n]*$")
 _BANNER_CHARS = set(" $\\|_/<>")

@@ -14,10 +14,19 @@ Choices:
   block together) only once: the rows continue from its cached keys and values, with gradients.
 - LoRA (peft): the KL reference is the same model with its adapters disabled, no second copy.
   Full fine-tuning keeps a frozen copy of the start model as the reference.
+- Precision: the weights the optimizer changes are always float32 (master weights), so are
+  their gradients and the optimizer's state: an update smaller than one bfloat16 step still
+  moves them. `model.dtype: bfloat16` (or float16) is the compute dtype: every forward runs
+  under autocast in it, and what is frozen (LoRA's base, the full fine-tuning reference) is
+  stored in it.
+- Sampling: the prefill computes the LM head at the last position only; each step moves the
+  batch's sampled ids to the host once (to drop finished rows), the log-probs stay on the
+  device until the end, and `</action>` is looked for only in rows whose last token can end it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -74,9 +83,11 @@ class Policy:
         """Where the base weights came from (a folder or hub id); LoRA checkpoints refer to it."""
         self.device = next(model.parameters()).device
         self.lora = cfg.lora
+        self.compute_dtype = _dtype(cfg.dtype)
         self._ref = None
         if not self.lora:
-            self._ref = copy.deepcopy(model).eval().requires_grad_(False)
+            self._ref = copy.deepcopy(model).eval().requires_grad_(False).to(self.compute_dtype)
+        self._stop_enders: dict[str, torch.Tensor] = {}
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         eos = {tokenizer.eos_token_id}
         im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -99,7 +110,8 @@ class Policy:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=_dtype(cfg.dtype)).to(device)
+        stored = _dtype(cfg.dtype) if cfg.lora else torch.float32  # trainable weights: float32
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=stored).to(device)
         model.config.use_cache = True
         if cfg.lora:
             from peft import LoraConfig, PeftModel, get_peft_model
@@ -115,6 +127,14 @@ class Policy:
                     task_type="CAUSAL_LM",
                 )
                 model = get_peft_model(model, lora)
+            for param in model.parameters():
+                if param.requires_grad:
+                    param.data = param.data.float()
+        if cfg.gradient_checkpointing:  # renamed in transformers 5.2x; older versions have the first name
+            if hasattr(model, "activation_checkpointing_enable"):
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         return cls(model, tokenizer, cfg, str(folder))
 
     def save(self, out: str | Path) -> None:
@@ -127,6 +147,12 @@ class Policy:
 
     def parameters(self):
         return [p for p in self.model.parameters() if p.requires_grad]
+
+    def autocast(self):
+        """The context every forward runs in: autocast to `model.dtype` unless it is float32."""
+        if self.compute_dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.compute_dtype)
 
     # ---------------------------------------------------------------- prompts
 
@@ -180,35 +206,28 @@ class Policy:
         ids, mask = self._left_pad(prompts)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
-        out = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True
-        )
+        with self.autocast():
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                             use_cache=True, logits_to_keep=1)
         logits = out.logits[:, -1, :].float()
+        enders = self._stop_ender_mask(stop_text, logits.shape[-1]) if stop_text else None
         rows = list(range(len(prompts)))  # original index of each live row in the batch
         sampled: list[list[int]] = [[] for _ in prompts]
-        logps: list[list[float]] = [[] for _ in prompts]
+        step_logps: list[tuple[list[int], torch.Tensor]] = []  # (rows, their log-probs), per step
         finish = ["length"] * len(prompts)
         for _ in range(max_new_tokens):
-            if temperature > 0 and row_generators is not None:
-                logp = torch.log_softmax(logits / temperature, dim=-1)
-                u = torch.stack([torch.rand((), generator=row_generators[i]) for i in rows]).to(logits.device)
-                cdf = logp.exp().cumsum(-1)
-                token = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(-1).clamp(max=cdf.shape[-1] - 1)
-            elif temperature > 0:
-                logp = torch.log_softmax(logits / temperature, dim=-1)
-                token = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
-            else:
-                logp = torch.log_softmax(logits, dim=-1)
-                token = logp.argmax(-1)
-            token_logp = logp.gather(-1, token[:, None]).squeeze(-1)
+            token, token_logp = self._sample(logits, temperature, generator, row_generators, rows)
+            step_logps.append((rows, token_logp))
+            ends = enders[token] if enders is not None else torch.zeros_like(token, dtype=torch.bool)
+            tokens, can_stop = torch.stack([token, ends.long()]).tolist()  # one transfer per step
             keep: list[int] = []
-            for b, i in enumerate(rows):
-                t = int(token[b])
+            for b, (i, t) in enumerate(zip(rows, tokens)):
                 sampled[i].append(t)
-                logps[i].append(float(token_logp[b]))
                 if t in self.eos_ids:
                     finish[i] = "eos"
-                elif stop_text and stop_text in self.tokenizer.decode(sampled[i][-8:], skip_special_tokens=True):
+                elif can_stop[b] and stop_text and stop_text in self.tokenizer.decode(
+                    sampled[i][-8:], skip_special_tokens=True
+                ):
                     finish[i] = "stop"
                 else:
                     keep.append(b)
@@ -221,18 +240,48 @@ class Policy:
                 rows = [rows[b] for b in keep]
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
             pos = pos[:, -1:] + 1
-            out = self.model(
-                input_ids=token[:, None],
-                attention_mask=mask,
-                position_ids=pos,
-                past_key_values=cache,
-                use_cache=True,
-            )
+            with self.autocast():
+                out = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=pos,
+                                 past_key_values=cache, use_cache=True)
             logits = out.logits[:, -1, :].float()
+        logps: list[list[float]] = [[] for _ in prompts]
+        for step_rows, values in step_logps:
+            for i, v in zip(step_rows, values.tolist()):
+                logps[i].append(v)
         return [
             Generation(s, lp, self.tokenizer.decode(s, skip_special_tokens=True), f)
             for s, lp, f in zip(sampled, logps, finish)
         ]
+
+    @staticmethod
+    def _sample(logits: torch.Tensor, temperature: float, generator: torch.Generator | None,
+                row_generators: Sequence[torch.Generator] | None, rows: Sequence[int]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(token_B, its log-prob_B) drawn from `logits` (greedy at temperature 0)."""
+        if temperature > 0 and row_generators is not None:
+            logp = torch.log_softmax(logits / temperature, dim=-1)
+            u = torch.stack([torch.rand((), generator=row_generators[i]) for i in rows]).to(logits.device)
+            cdf = logp.exp().cumsum(-1)
+            token = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(-1)
+            token = token.clamp(max=cdf.shape[-1] - 1)
+        elif temperature > 0:
+            logp = torch.log_softmax(logits / temperature, dim=-1)
+            token = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
+        else:
+            logp = torch.log_softmax(logits, dim=-1)
+            token = logp.argmax(-1)
+        return token, logp.gather(-1, token[:, None]).squeeze(-1)
+
+    def _stop_ender_mask(self, stop_text: str, vocab: int) -> torch.Tensor:
+        """A bool per token id, on the device: can this token complete `stop_text`? (Its text
+        holds the stop text's last character, so the stop text can newly appear only there.)"""
+        if stop_text not in self._stop_enders:
+            last = stop_text[-1]
+            ids = [i for i in range(len(self.tokenizer)) if last in self.tokenizer.decode([i])]
+            mask = torch.zeros(max(vocab, len(self.tokenizer)), dtype=torch.bool)
+            mask[ids] = True
+            self._stop_enders[stop_text] = mask.to(self.device)
+        return self._stop_enders[stop_text]
 
     # ---------------------------------------------------------------- scoring
 
@@ -241,13 +290,15 @@ class Policy:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(log-softmax over the vocabulary BTV, response tokens BT, mask BT) at the response positions."""
         width = max(len(r) for r in responses)
-        shared = shared_prefix_length(prompts) if len(prompts) > 1 else 0
+        # the shared head's cache would be recomputed without grad under checkpointing: none then
+        shared = shared_prefix_length(prompts) if len(prompts) > 1 and not self.cfg.gradient_checkpointing else 0
         if shared:
             # The rows' common head (chat header, task, skills block) goes through the model once,
             # and every row continues from its keys and values: gradients reach the head's
             # weights through all rows, as in the unshared forward.
             head = torch.tensor([list(prompts[0][:shared])], dtype=torch.long, device=self.device)
-            cache = model(input_ids=head, use_cache=True).past_key_values
+            with self.autocast():
+                cache = model(input_ids=head, use_cache=True).past_key_values
             cache.batch_repeat_interleave(len(prompts))
         else:
             cache = None
@@ -255,14 +306,15 @@ class Policy:
         pos = shared + (mask.cumsum(-1) - 1).clamp(min=0)
         if shared:
             mask = torch.cat([torch.ones_like(mask[:, :1]).expand(-1, shared), mask], dim=-1)
-        out = model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=pos,
-            past_key_values=cache,
-            use_cache=cache is not None,
-            logits_to_keep=width + 1,
-        )
+        with self.autocast():
+            out = model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=pos,
+                past_key_values=cache,
+                use_cache=cache is not None,
+                logits_to_keep=width + 1,
+            )
         logits = out.logits[:, :-1, :].float()  # position j predicts token j + 1: the last `width`
         if temperature > 0 and temperature != 1.0:
             logits = logits / temperature

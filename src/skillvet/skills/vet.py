@@ -20,12 +20,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from skillvet.config import SamplingConfig, SkillsConfig
 from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
 from skillvet.rollout import rollout
 from skillvet.skills.gate import matched_rewards, pair_seeds, utility
 from skillvet.skills.text import Skill, augmented_blocks, placebo_skill
 from skillvet.types import Episode, Task
+
+_SAMPLING, _SKILLS = SamplingConfig(), SkillsConfig()
+"""Where vet's defaults come from: a training run's sampling and skills settings."""
 
 
 def vet(
@@ -36,13 +40,13 @@ def vet(
     *,
     pairs: int = 4,
     base_skills: Sequence[str] = (),
-    max_new_tokens: int = 32,
-    temperature: float = 1.0,
-    history_length: int = 2,
+    max_new_tokens: int = _SAMPLING.max_action_tokens,
+    temperature: float = _SAMPLING.temperature,
+    history_length: int = _SAMPLING.history_length,
     seed: int = 0,
-    confidence: float = 0.9,
-    max_skill_chars: int = 400,
-    max_block_chars: int = 1200,
+    confidence: float = _SKILLS.confidence,
+    max_skill_chars: int = _SKILLS.max_skill_chars,
+    max_block_chars: int = _SKILLS.max_block_chars,
     placebo: bool = False,
 ) -> dict:
     """U of `skill` over `tasks` with matched halves of `pairs` rollouts each, and its interval.
