@@ -111,7 +111,8 @@ def measure(repeats: int = 15) -> list[tuple[tuple[int, int, int], int, float, f
 def table(rows) -> str:
     base_rows, base_t = rows[0][1], rows[0][2]
     lines = [
-        "| tasks x rollouts x steps | rows | skillvet (ms) | time / rows, relative to the first | loop per row (ms) |",
+        "| tasks x rollouts x steps | rows | skillvet (ms) | time / rows, relative to the first "
+        "| loop per row (ms) |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for (b, n, s), count, secs, loop in rows:
@@ -137,7 +138,10 @@ def main() -> None:
     args = parser.parse_args()
     rows = measure()
     text = table(rows)
-    machine = f"{cpu_name()}, {os.cpu_count()} cores, CPython {platform.python_version()}, numpy {np.__version__}"
+    machine = (
+        f"{cpu_name()}, {os.cpu_count()} cores, CPython {platform.python_version()}, "
+        f"numpy {np.__version__}"
+    )
     print(text)
     print(f"\nmachine: {machine}")
     if args.write:

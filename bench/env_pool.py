@@ -6,9 +6,10 @@ and 2 worker processes, in one run.
 Each repeat makes `--group` environments for each of the first `--games` valid_seen games (a
 rollout's batch: B tasks x N rollouts), resets them all (`reset_all`) and plays every game's
 walkthrough, one batch step at a time (`step_all`), as a rollout does. New environments go to
-the worker hosting the fewest, so each worker holds half of every group. The figure is the median over repeats of walkthrough steps per second of wall
-time, resets included (loading a game is most of ALFWorld's cost). Workers start before the
-clock does. Prints a Markdown table for bench/README.md.
+the worker hosting the fewest, so each worker holds half of every group. The figure is the
+median over repeats of walkthrough steps per second of wall time, resets included (loading a
+game is most of ALFWorld's cost). Workers start before the clock does. Prints a Markdown table
+for bench/README.md.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for workers in (0, 1, 2):
-        source = make_source(EnvConfig(name="alfworld", data=args.data, workers=workers, max_steps=50))
+        source = make_source(
+            EnvConfig(name="alfworld", data=args.data, workers=workers, max_steps=50)
+        )
         tasks = [t for t in source.tasks("valid_seen")[: args.games] for _ in range(args.group)]
         plans = [source.expert(t) for t in tasks]
         if isinstance(source, ProcessSource):  # start the workers (and import ALFWorld) untimed
@@ -61,14 +64,21 @@ def main() -> None:
             source.close()
         rows.append((workers, steps, statistics.median(rates)))
     machine = machine_info()
-    print("| where the games run | games x rollouts | steps per batch | steps/s | relative to 1 worker |")
+    print(
+        "| where the games run | games x rollouts | steps per batch | steps/s "
+        "| relative to 1 worker |"
+    )
     print("| --- | --- | ---: | ---: | ---: |")
     one = next(rate for w, _, rate in rows if w == 1)
     for workers, steps, rate in rows:
         where = "this process" if workers == 0 else f"{workers} worker{'s' if workers > 1 else ''}"
-        print(f"| {where} | {args.games} x {args.group} | {steps} | {rate:.1f} | {rate / one:.2f}x |")
-    print(f"\nMachine: {machine['cpu']} (family/model {machine['cpu_family_model']}), "
-          f"{machine['cores']} cores; median of {args.repeats}.")
+        print(
+            f"| {where} | {args.games} x {args.group} | {steps} | {rate:.1f} | {rate / one:.2f}x |"
+        )
+    print(
+        f"\nMachine: {machine['cpu']} (family/model {machine['cpu_family_model']}), "
+        f"{machine['cores']} cores; median of {args.repeats}."
+    )
 
 
 if __name__ == "__main__":

@@ -50,22 +50,42 @@ def load(name: str, tmp: Path, source: HouseholdSource) -> Policy:
     return Policy.load(resolve(name), ModelConfig(name=name, lora=True, device="cpu"))
 
 
-def measure(policy: Policy, source: HouseholdSource, tasks: int, group: int, micro: int, repeats: int) -> dict:
+def measure(
+    policy: Policy, source: HouseholdSource, tasks: int, group: int, micro: int, repeats: int
+) -> dict:
     best: dict = {}
-    rollout(policy, source, source.tasks("train")[:1], 1, max_new_tokens=8, temperature=1.0)  # warm-up
+    # warm-up
+    rollout(policy, source, source.tasks("train")[:1], 1, max_new_tokens=8, temperature=1.0)
     for run in range(1, repeats + 1):
         gen = torch.Generator().manual_seed(run)
         t0 = time.perf_counter()
-        episodes = rollout(policy, source, source.tasks("train")[:tasks], group, max_new_tokens=32, temperature=1.0, generator=gen)
+        episodes = rollout(
+            policy,
+            source,
+            source.tasks("train")[:tasks],
+            group,
+            max_new_tokens=32,
+            temperature=1.0,
+            generator=gen,
+        )
         t_roll = time.perf_counter() - t0
         steps_ = [s for e in episodes for s in e.steps]
         generated = sum(len(s.response_ids) for s in steps_)
         prompt = sum(len(s.prompt_ids) for s in steps_)
         rows = compute_advantages(episodes, AlgoConfig())
-        rows.advantages = np.random.default_rng(run).standard_normal(len(rows.prompts))  # non-zero gradients
+        # non-zero gradients
+        rows.advantages = np.random.default_rng(run).standard_normal(len(rows.prompts))
         optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-6)
         t1 = time.perf_counter()
-        update(policy, optimizer, rows, TrainConfig(micro_batch_size=micro), AlgoConfig(), 1.0, np.random.default_rng(0))
+        update(
+            policy,
+            optimizer,
+            rows,
+            TrainConfig(micro_batch_size=micro),
+            AlgoConfig(),
+            1.0,
+            np.random.default_rng(0),
+        )
         t_learn = time.perf_counter() - t1
         result = {
             "samples": len(steps_),
@@ -89,33 +109,49 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=4)
     parser.add_argument("--group", type=int, default=4)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=2, help="measured runs per model (best kept)")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="measured runs per model (best kept)"
+    )
     parser.add_argument("--write", action="store_true", help="write the table into bench/README.md")
     args = parser.parse_args()
     source = HouseholdSource(HouseholdConfig(), max_steps=args.steps)
     lines = [
-        "| model | B x N x steps | samples | prompt / answer tokens | rollout: generated tok/s | rollout: prompt tok/s | learner: response tok/s | learner: all tok/s |",
+        "| model | B x N x steps | samples | prompt / answer tokens | rollout: generated tok/s "
+        "| rollout: prompt tok/s | learner: response tok/s | learner: all tok/s |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             policy = load(name, Path(tmp), source)
-            r = measure(policy, source, args.tasks, args.group, micro=32 if name == "tiny" else 4, repeats=args.repeats)
+            r = measure(
+                policy,
+                source,
+                args.tasks,
+                args.group,
+                micro=32 if name == "tiny" else 4,
+                repeats=args.repeats,
+            )
             label = name if name == "tiny" else f"{name} (LoRA r16)"
             lines.append(
                 f"| {label} | {args.tasks} x {args.group} x {args.steps} | {r['samples']} | "
-                f"{r['mean_prompt']:.0f} / {r['mean_answer']:.1f} | {r['gen_tok_s']:,.0f} | {r['prompt_tok_s']:,.0f} | "
+                f"{r['mean_prompt']:.0f} / {r['mean_answer']:.1f} | {r['gen_tok_s']:,.0f} | "
+                f"{r['prompt_tok_s']:,.0f} | "
                 f"{r['learn_resp_tok_s']:,.0f} | {r['learn_all_tok_s']:,.0f} |"
             )
             print(lines[-1], flush=True)
-    machine = f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, float32"
+    machine = (
+        f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, float32"
+    )
     text = "\n".join(lines)
     print(f"\n{text}\n\nmachine: {machine}")
     if args.write:
         block = f"<!-- throughput:start -->\n{text}\n\nMachine: {machine}.\n<!-- throughput:end -->"
         old = README.read_text()
         pattern = re.compile(r"<!-- throughput:start -->.*<!-- throughput:end -->", re.S)
-        README.write_text(pattern.sub(block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block + "\n")
+        README.write_text(
+            pattern.sub(block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block + "\n"
+        )
 
 
 if __name__ == "__main__":

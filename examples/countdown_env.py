@@ -21,9 +21,17 @@ class CountdownEnv:
     def _result(self, observation: str, valid: bool = True) -> StepResult:
         won = self.value == 0
         actions = tuple(f"subtract {k}" for k in (1, 2) if k <= self.value)
-        return StepResult(observation=observation, reward=SUCCESS_REWARD if won else 0.0,
-                          done=won or self.steps >= self.max_steps, task=f"count {self.start} down to 0",
-                          task_type="countdown", anchor=self.value, admissible=actions, won=won, action_valid=valid)
+        return StepResult(
+            observation=observation,
+            reward=SUCCESS_REWARD if won else 0.0,
+            done=won or self.steps >= self.max_steps,
+            task=f"count {self.start} down to 0",
+            task_type="countdown",
+            anchor=self.value,
+            admissible=actions,
+            won=won,
+            action_valid=valid,
+        )
 
     def reset(self) -> StepResult:
         self.value, self.steps = self.start, 0
@@ -52,7 +60,10 @@ class CountdownSource:
 
     def tasks(self, split: str) -> list[Task]:
         offset = 0 if split == "train" else 10_000
-        return [Task("countdown", split, str(offset + i), "countdown") for i in range(self.splits()[split])]
+        return [
+            Task("countdown", split, str(offset + i), "countdown")
+            for i in range(self.splits()[split])
+        ]
 
     def _start(self, task: Task) -> int:
         return 1 + int(task.id) * 7919 % self.start_max

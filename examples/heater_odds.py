@@ -38,19 +38,38 @@ tasks = [t for t in source.tasks("eval") if t.task_type == "pick_heat_then_place
 specials = list(policy.tokenizer.all_special_tokens)
 answers = [policy.encode_answer(f"<action>go to {p}</action>") for p in PLACES]
 for path in ["(no skill)", *args.skills]:
-    block = [] if path == "(no skill)" else skills_block(
-        [parse_skill(Path(path).read_text()).text()], cfg.skills.max_skill_chars, cfg.skills.max_block_chars, specials
+    block = (
+        []
+        if path == "(no skill)"
+        else skills_block(
+            [parse_skill(Path(path).read_text()).text()],
+            cfg.skills.max_skill_chars,
+            cfg.skills.max_block_chars,
+            specials,
+        )
     )
     odds = []
-    for demo in expert_demos(source, tasks, cfg.sampling.history_length, skills=lambda t, g, block=block: block):
+    for demo in expert_demos(
+        source, tasks, cfg.sampling.history_length, skills=lambda t, g, block=block: block
+    ):
         shown = re.findall(r"action: (.*)", demo.prompt)
-        if shown and shown[-1].startswith("take ") and re.fullmatch(r"<action>go to (microwave|stoveburner) 1</action>", demo.answer):
+        if (
+            shown
+            and shown[-1].startswith("take ")
+            and re.fullmatch(r"<action>go to (microwave|stoveburner) 1</action>", demo.answer)
+        ):
             prompt = policy.encode_prompt(demo.prompt)
             with torch.no_grad():
                 logp, _, mask = policy.token_logprobs([prompt] * len(PLACES), answers)
             odds.append((logp * mask).sum(dim=1).exp().tolist())
     mean = [sum(o[i] for o in odds) / max(1, len(odds)) for i in range(len(PLACES))]
-    top = [sum(max(range(len(PLACES)), key=o.__getitem__) == i for o in odds) for i in range(len(PLACES))]
-    print(f"{Path(path).name}: {len(odds)} decisions · mean p "
-          + ", ".join(f"{p.split()[0]} {m:.2f}" for p, m in zip(PLACES, mean))
-          + " · most likely " + ", ".join(f"{p.split()[0]} {c}" for p, c in zip(PLACES, top)))
+    top = [
+        sum(max(range(len(PLACES)), key=o.__getitem__) == i for o in odds)
+        for i in range(len(PLACES))
+    ]
+    print(
+        f"{Path(path).name}: {len(odds)} decisions · mean p "
+        + ", ".join(f"{p.split()[0]} {m:.2f}" for p, m in zip(PLACES, mean))
+        + " · most likely "
+        + ", ".join(f"{p.split()[0]} {c}" for p, c in zip(PLACES, top))
+    )

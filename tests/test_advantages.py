@@ -143,7 +143,9 @@ def slow_returns(rewards, traj, time, gamma):
     return out
 
 
-def slow_gigpo(scores, returns, anchors, groups, traj, w, norm, eps, episode_stats, similarity):
+def slow_gigpo(  # noqa: C901
+    scores, returns, anchors, groups, traj, w, norm, eps, episode_stats, similarity
+):
     n = len(scores)
     # episode level
     samples = defaultdict(list)

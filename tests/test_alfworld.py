@@ -61,8 +61,12 @@ def test_games_through_the_worker_pool_play_as_in_this_process(shared):
     from skillvet.envs import make_source
     from skillvet.envs.process import ProcessSource, reset_all, step_all
 
-    local = make_source(EnvConfig(name="alfworld", data=str(shared / "alfworld"), workers=0, max_steps=50))
-    pool = make_source(EnvConfig(name="alfworld", data=str(shared / "alfworld"), workers=2, max_steps=50))
+    local = make_source(
+        EnvConfig(name="alfworld", data=str(shared / "alfworld"), workers=0, max_steps=50)
+    )
+    pool = make_source(
+        EnvConfig(name="alfworld", data=str(shared / "alfworld"), workers=2, max_steps=50)
+    )
     assert isinstance(pool, ProcessSource) and not isinstance(local, ProcessSource)
     try:
         tasks = local.tasks("valid_seen")[:4]

@@ -25,9 +25,35 @@ from skillvet.prompts import build_prompt, parse_action  # noqa: E402
 from skillvet.skills.text import _MARKERS, parse_skill, sanitize, skills_block  # noqa: E402
 
 COUNT = int(os.environ.get("SKILLVET_FUZZ", "10000"))
-PIECES = ["<action>", "</action>", "<think>", "</think>", "<|im_start|>", "<|im_end|>", "<|endoftext|>",
-          "</s>", "[INST]", "go to ", "take ", " from ", "cabinet 1", "\n", "\x00", "\u202e", "🙂", " " * 40,
-          "Title:", "When:", "Procedure:", "<", ">", "|", "\ud7ff", "ﬁ", "İ"]
+PIECES = [
+    "<action>",
+    "</action>",
+    "<think>",
+    "</think>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "</s>",
+    "[INST]",
+    "go to ",
+    "take ",
+    " from ",
+    "cabinet 1",
+    "\n",
+    "\x00",
+    "\u202e",
+    "🙂",
+    " " * 40,
+    "Title:",
+    "When:",
+    "Procedure:",
+    "<",
+    ">",
+    "|",
+    "\ud7ff",
+    "ﬁ",
+    "İ",
+]
 
 answers = st.one_of(
     st.text(max_size=300),
@@ -35,15 +61,24 @@ answers = st.one_of(
     st.binary(max_size=300).map(lambda b: b.decode("utf-8", errors="replace")),
     st.integers(1_000, 50_000).map(lambda n: "<action>" + "x" * n),
 )
-FAST = settings(max_examples=COUNT, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-SLOW = settings(max_examples=max(COUNT // 50, 1), deadline=None, suppress_health_check=list(HealthCheck), database=None)
+FAST = settings(
+    max_examples=COUNT, deadline=None, suppress_health_check=list(HealthCheck), database=None
+)
+SLOW = settings(
+    max_examples=max(COUNT // 50, 1),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+)
 
 
 @FAST
 @given(answers)
 def test_the_action_parser_takes_any_answer(answer):
     action = parse_action(answer)
-    assert action is None or (isinstance(action, str) and action == " ".join(action.split()) and action)
+    assert action is None or (
+        isinstance(action, str) and action == " ".join(action.split()) and action
+    )
     closed = parse_action(answer, stopped_at_close=True)
     assert closed is None or (isinstance(closed, str) and closed == " ".join(closed.split()))
 
@@ -53,7 +88,12 @@ class Stepper:
 
     def __init__(self, source) -> None:
         # a few tasks in turn: their games load once (TextWorld compiles each game it first plays)
-        self.source, self.tasks, self.k, self.tried = source, source.tasks(next(iter(source.splits())))[:3], 0, 0
+        self.source, self.tasks, self.k, self.tried = (
+            source,
+            source.tasks(next(iter(source.splits())))[:3],
+            0,
+            0,
+        )
         self.env = None
 
     def step(self, answer: str) -> None:
@@ -81,7 +121,10 @@ def _fuzz(source, strength) -> int:
         stepper.step(answer)
 
     run()
-    print(f"\n{source.name}: {stepper.tried} fuzzed outputs stepped, {stepper.k} episodes, no exception")
+    print(
+        f"\n{source.name}: {stepper.tried} fuzzed outputs stepped, {stepper.k} episodes, "
+        "no exception"
+    )
     return stepper.tried
 
 
@@ -114,7 +157,9 @@ def test_scienceworld_steps_any_output():
         pytest.skip("scienceworld is not installed")
     from skillvet.config import ScienceworldConfig
 
-    source = make_source(EnvConfig(name="scienceworld", max_steps=100, scienceworld=ScienceworldConfig(workers=1)))
+    source = make_source(
+        EnvConfig(name="scienceworld", max_steps=100, scienceworld=ScienceworldConfig(workers=1))
+    )
     try:
         assert _fuzz(source, SLOW) >= 1
     finally:
@@ -135,15 +180,20 @@ def tokenizer():
     from skillvet.config import TinyModelConfig
     from skillvet.policy.models import build_tiny, chatml_text
 
-    folder = build_tiny([chatml_text("put a mug on desk", "<action>go to desk 1</action>")] * 20,
-                        TinyModelConfig(layers=1, hidden=32, heads=2, vocab_size=300, tokenizer_tasks=1),
-                        tempfile.mkdtemp(), seed=0)
+    folder = build_tiny(
+        [chatml_text("put a mug on desk", "<action>go to desk 1</action>")] * 20,
+        TinyModelConfig(layers=1, hidden=32, heads=2, vocab_size=300, tokenizer_tasks=1),
+        tempfile.mkdtemp(),
+        seed=0,
+    )
     return AutoTokenizer.from_pretrained(folder)
 
 
 def test_skill_texts_reach_the_prompt_without_markers(tokenizer):
     specials = list(tokenizer.all_special_tokens)
-    plain = build_prompt("put a mug on desk", "You see a desk 1.", [], ["go to desk 1"], skills_section=True)
+    plain = build_prompt(
+        "put a mug on desk", "You see a desk 1.", [], ["go to desk 1"], skills_section=True
+    )
     plain_specials = sum(i in tokenizer.all_special_ids for i in tokenizer(plain)["input_ids"])
     tried = 0
 
@@ -156,13 +206,23 @@ def test_skill_texts_reach_the_prompt_without_markers(tokenizer):
         for line in shown:
             assert not _MARKERS.search(line) and "\n" not in line and len(line) <= 200
             assert all(token not in line for token in specials if token)
-        prompt = build_prompt("put a mug on desk", "You see a desk 1.", [], ["go to desk 1"], skills=shown,
-                              skills_section=True)
+        prompt = build_prompt(
+            "put a mug on desk",
+            "You see a desk 1.",
+            [],
+            ["go to desk 1"],
+            skills=shown,
+            skills_section=True,
+        )
         ids = tokenizer(prompt)["input_ids"]
         assert sum(i in tokenizer.all_special_ids for i in ids) == plain_specials
-        assert sanitize(sanitize("".join(texts), specials), specials) == sanitize("".join(texts), specials)
+        assert sanitize(sanitize("".join(texts), specials), specials) == sanitize(
+            "".join(texts), specials
+        )
         tried += 1
 
     run()
-    print(f"\nskill texts: {tried} fuzzed blocks into prompts, no marker or special token reached one")
+    print(
+        f"\nskill texts: {tried} fuzzed blocks into prompts, no marker or special token reached one"
+    )
     assert tried >= COUNT // 2

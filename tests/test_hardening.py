@@ -21,10 +21,22 @@ from skillvet.cli import main
 from skillvet.config import load_config
 
 SMALL = [
-    "model.tiny.layers=1", "model.tiny.hidden=32", "model.tiny.heads=2", "model.tiny.vocab_size=300",
-    "model.tiny.tokenizer_tasks=5", "model.threads=1", "sft.steps=2", "sft.tasks=5", "sft.batch_size=8",
-    "sft.val_tasks=2", "train.tasks_per_iteration=1", "train.group_size=2", "train.micro_batch_size=8",
-    "env.max_steps=3", "eval.tasks=2", "sampling.max_action_tokens=8",
+    "model.tiny.layers=1",
+    "model.tiny.hidden=32",
+    "model.tiny.heads=2",
+    "model.tiny.vocab_size=300",
+    "model.tiny.tokenizer_tasks=5",
+    "model.threads=1",
+    "sft.steps=2",
+    "sft.tasks=5",
+    "sft.batch_size=8",
+    "sft.val_tasks=2",
+    "train.tasks_per_iteration=1",
+    "train.group_size=2",
+    "train.micro_batch_size=8",
+    "env.max_steps=3",
+    "eval.tasks=2",
+    "sampling.max_action_tokens=8",
 ]
 
 
@@ -50,10 +62,15 @@ def finished_run(tmp_path_factory) -> Path:
 # ---------------------------------------------------------------------------------- run directories
 
 
-def test_a_run_directory_works_from_anywhere_and_a_copy_reads_its_own_weights(finished_run, tmp_path, capsys):
+def test_a_run_directory_works_from_anywhere_and_a_copy_reads_its_own_weights(
+    finished_run, tmp_path, capsys
+):
     start = json.loads((finished_run / "start.json").read_text())
     assert start["base"] == "model-sft"  # relative to the run directory itself
-    assert main(["eval", "--model", str(finished_run), "--env", "household", "--limit", "1", "--json"]) == 0
+    assert (
+        main(["eval", "--model", str(finished_run), "--env", "household", "--limit", "1", "--json"])
+        == 0
+    )
     capsys.readouterr()
     copy = tmp_path / "copy"
     shutil.copytree(finished_run, copy)
@@ -88,7 +105,9 @@ def test_resume_refuses_a_damaged_record_but_drops_a_torn_last_line(tmp_path):
     assert records.read_text().startswith('{"itera#tion"')  # nothing was dropped
 
 
-def test_missing_or_damaged_checkpoints_get_a_message_naming_the_file(finished_run, tmp_path, capsys):
+def test_missing_or_damaged_checkpoints_get_a_message_naming_the_file(
+    finished_run, tmp_path, capsys
+):
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
     (run / "run.lock").unlink(missing_ok=True)
@@ -110,7 +129,9 @@ def test_eval_of_a_run_starts_from_the_runs_own_env_settings():
     from skillvet.cli import env_config
 
     run_env = load_config(None, ["env.household.num_receptacles=10", "env.max_steps=9"]).env
-    args = argparse.Namespace(env="household", data=None, max_steps=None, set=["household.distractors=1"])
+    args = argparse.Namespace(
+        env="household", data=None, max_steps=None, set=["household.distractors=1"]
+    )
     got = env_config(args, run_env)
     assert got.household.num_receptacles == 10 and got.max_steps == 9  # the run's
     assert got.household.distractors == 1  # the command's override on top
@@ -119,18 +140,21 @@ def test_eval_of_a_run_starts_from_the_runs_own_env_settings():
     assert env_config(other, run_env).name == "sokoban"  # another environment: its defaults
 
 
-# ---------------------------------------------------------------------------------- the command line
+# ------------------------------------------------------------------------------ the command line
 
 
-@pytest.mark.parametrize("argv, says", [
-    (["eval", "--model", "no/such/run/here", "--env", "household"], "no model folder"),
-    (["eval", "--model", "runs", "--env", "household", "--limit", "0"], "must be >= 1"),
-    (["eval", "--model", "runs", "--env", "household", "--batch-size", "0"], "must be >= 1"),
-    (["eval", "--model", "runs", "--env", "household", "--limit", "-598"], "must be >= 1"),
-    (["train", "model.name=../../etc"], "model folder"),
-    (["train", "recipes/no-such-recipe.yaml"], "not found"),
-    (["skills", "list", "no-such-run"], "no skill bank"),
-])
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["eval", "--model", "no/such/run/here", "--env", "household"], "no model folder"),
+        (["eval", "--model", "runs", "--env", "household", "--limit", "0"], "must be >= 1"),
+        (["eval", "--model", "runs", "--env", "household", "--batch-size", "0"], "must be >= 1"),
+        (["eval", "--model", "runs", "--env", "household", "--limit", "-598"], "must be >= 1"),
+        (["train", "model.name=../../etc"], "model folder"),
+        (["train", "recipes/no-such-recipe.yaml"], "not found"),
+        (["skills", "list", "no-such-run"], "no skill bank"),
+    ],
+)
 def test_user_errors_are_one_line_messages(argv, says, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     try:
@@ -142,7 +166,8 @@ def test_user_errors_are_one_line_messages(argv, says, capsys, tmp_path, monkeyp
         message = ""
     err = capsys.readouterr().err + message
     assert code == 2 and says in err and "Traceback" not in err
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no run directory left
+    # no run directory left
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 def test_invalid_yaml_and_a_folder_in_use_are_messages(tmp_path, capsys):
@@ -181,16 +206,23 @@ def test_readers_refuse_what_is_not_a_bank_and_change_nothing(tmp_path, capsys):
     db.close()
     assert main(["skills", "show", str(run), "1"]) == 2
     db = sqlite3.connect(run / "skills.sqlite")
-    assert "events" not in {r[0] for r in db.execute("SELECT name FROM sqlite_master")}  # not recreated
+    # not recreated
+    assert "events" not in {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
     db.close()
 
 
-@pytest.mark.parametrize("record, says", [
-    ({"title": None, "when": "w", "procedure": "p"}, "must be strings"),
-    ({"title": "t", "when": "w", "procedure": "p", "task_types": "pick_and_place"}, "must be a list"),
-    ({"title": "t", "when": "w", "procedure": "p", "task_types": [3]}, "must be a list"),
-    (["title"], "JSON object"),
-])
+@pytest.mark.parametrize(
+    "record, says",
+    [
+        ({"title": None, "when": "w", "procedure": "p"}, "must be strings"),
+        (
+            {"title": "t", "when": "w", "procedure": "p", "task_types": "pick_and_place"},
+            "must be a list",
+        ),
+        ({"title": "t", "when": "w", "procedure": "p", "task_types": [3]}, "must be a list"),
+        (["title"], "JSON object"),
+    ],
+)
 def test_skills_import_validates_each_record(record, says, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -227,9 +259,16 @@ def served(finished_run):
 
 def _post(server, body: bytes, headers: dict | None = None) -> tuple[int, dict]:
     url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json", "Authorization": "Bearer k3y",
-                                              **(headers or {})})
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": "Bearer k3y",
+            **(headers or {}),
+        },
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as r:
             return r.status, json.loads(r.read())
@@ -238,17 +277,22 @@ def _post(server, body: bytes, headers: dict | None = None) -> tuple[int, dict]:
 
 
 def _chat(**fields) -> bytes:
-    return json.dumps({"messages": [{"role": "user", "content": "hello"}], "max_tokens": 4, **fields}).encode()
+    return json.dumps(
+        {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 4, **fields}
+    ).encode()
 
 
-@pytest.mark.parametrize("fields, says", [
-    ({"seed": "abc"}, "seed"),
-    ({"seed": 2**70}, "seed"),
-    ({"temperature": 1e-45}, "temperature"),
-    ({"temperature": "hot"}, "temperature"),
-    ({"max_tokens": 10**9}, "max_tokens"),
-    ({"messages": [{"role": "user", "content": "word " * 5000}]}, "context"),
-])
+@pytest.mark.parametrize(
+    "fields, says",
+    [
+        ({"seed": "abc"}, "seed"),
+        ({"seed": 2**70}, "seed"),
+        ({"temperature": 1e-45}, "temperature"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"max_tokens": 10**9}, "max_tokens"),
+        ({"messages": [{"role": "user", "content": "word " * 5000}]}, "context"),
+    ],
+)
 def test_serve_answers_every_bad_field_with_a_json_400(served, fields, says):
     code, body = _post(served, _chat(**fields))
     assert code == 400 and says in body["error"]["message"]
@@ -259,9 +303,12 @@ def test_serve_limits_bodies_and_checks_the_key(served):
     code, body = _post(served, _chat(), headers={"Authorization": "Bearer wrong"})
     assert code == 401 and "Authorization" in body["error"]["message"]
     port = served.server_address[1]
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:  # a body declared as 100 GB
-        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k3y\r\n"
-                  b"Content-Length: 100000000000\r\n\r\n{")
+    # a body declared as 100 GB
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k3y\r\n"
+            b"Content-Length: 100000000000\r\n\r\n{"
+        )
         assert b" 413 " in s.recv(4096)
 
 

@@ -194,7 +194,9 @@ def test_an_unknown_expert_is_refused():
 @pytest.mark.parametrize("expert", ["oracle", "search"])
 def test_a_second_heater_gives_heating_two_correct_procedures(expert):
     heat = "pick_heat_then_place"
-    two = HouseholdSource(HouseholdConfig(expert=expert, heat_appliances=["microwave", "stoveburner"]), max_steps=40)
+    two = HouseholdSource(
+        HouseholdConfig(expert=expert, heat_appliances=["microwave", "stoveburner"]), max_steps=40
+    )
     one = HouseholdSource(HouseholdConfig(expert=expert), max_steps=40)
     used = set()
     for task in [t for t in two.tasks("train") if t.task_type == heat][:40]:

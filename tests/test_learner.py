@@ -12,11 +12,25 @@ from skillvet.types import Episode, Step, Task
 torch = pytest.importorskip("torch")
 
 
-def _episode(group: int, index: int, plan: list[tuple[str, float, bool]], error: str | None = None) -> Episode:
+def _episode(
+    group: int, index: int, plan: list[tuple[str, float, bool]], error: str | None = None
+) -> Episode:
     """plan: (anchor, reward, valid) per step."""
     e = Episode(Task("household", "train", str(group), "pick_and_place"), group, index, "goal")
     for anchor, reward, valid in plan:
-        e.steps.append(Step([1, 2], [3, 4], [-0.5, -0.5], "a", "x" if valid else None, anchor, reward, valid, "o"))
+        e.steps.append(
+            Step(
+                [1, 2],
+                [3, 4],
+                [-0.5, -0.5],
+                "a",
+                "x" if valid else None,
+                anchor,
+                reward,
+                valid,
+                "o",
+            )
+        )
     e.won = any(r > 0 for _, r, _ in plan)
     e.error = error
     return e
@@ -53,7 +67,10 @@ def test_gigpo_rows_follow_the_reference_reward_shaping():
 def test_grpo_and_rloo_give_one_advantage_per_trajectory():
     from skillvet.learner import compute_advantages
 
-    batch = [_episode(0, 0, [("a", 0, True), ("b", 10, True)]), _episode(0, 1, [("a", 0, True), ("c", 0, True)])]
+    batch = [
+        _episode(0, 0, [("a", 0, True), ("b", 10, True)]),
+        _episode(0, 1, [("a", 0, True), ("c", 0, True)]),
+    ]
     for estimator in ("grpo", "rloo"):
         rows = compute_advantages(batch, AlgoConfig(estimator=estimator))
         assert rows.advantages[0] == pytest.approx(rows.advantages[1])
@@ -77,7 +94,9 @@ def test_a_nan_loss_stops_before_the_optimizer_steps(tmp_path):
     from skillvet.policy.models import build_tiny
 
     tiny = TinyModelConfig(layers=1, hidden=32, heads=2, vocab_size=300)
-    folder = build_tiny(["<|im_start|>user\nlook around<|im_end|>\n"] * 20, tiny, tmp_path / "m", seed=0)
+    folder = build_tiny(
+        ["<|im_start|>user\nlook around<|im_end|>\n"] * 20, tiny, tmp_path / "m", seed=0
+    )
     policy = Policy.load(folder, ModelConfig(tiny=tiny, device="cpu"))
     before = {k: v.clone() for k, v in policy.trainable_state().items()}
     rows = Rows([[5, 6, 7]], [[8, 9]], [[-1.0, -1.0]], np.array([float("nan")]), np.array([1]))
@@ -95,7 +114,9 @@ def test_update_moves_probability_towards_positive_advantages(tmp_path):
     from skillvet.policy.models import build_tiny
 
     tiny = TinyModelConfig(layers=1, hidden=32, heads=2, vocab_size=300)
-    folder = build_tiny(["<|im_start|>user\nlook around go north<|im_end|>\n"] * 20, tiny, tmp_path / "m", seed=0)
+    folder = build_tiny(
+        ["<|im_start|>user\nlook around go north<|im_end|>\n"] * 20, tiny, tmp_path / "m", seed=0
+    )
     policy = Policy.load(folder, ModelConfig(tiny=tiny, device="cpu"))
     prompt = policy.encode_prompt("where?")
     good, bad = policy.encode_answer("north"), policy.encode_answer("look")
@@ -104,11 +125,19 @@ def test_update_moves_probability_towards_positive_advantages(tmp_path):
         logp, _, mask = policy.token_logprobs([prompt], [ans])
         return float((logp * mask).sum().detach())
 
-    old = [policy.token_logprobs([prompt], [a])[0][0, -len(a):].tolist() for a in (good, bad)]
+    old = [policy.token_logprobs([prompt], [a])[0][0, -len(a) :].tolist() for a in (good, bad)]
     g0, b0 = score(good), score(bad)
     rows = Rows([prompt, prompt], [good, bad], old, np.array([1.0, -1.0]), np.array([1, 1]))
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-2)
-    out = update(policy, optimizer, rows, TrainConfig(micro_batch_size=1), AlgoConfig(), 1.0, np.random.default_rng(0))
+    out = update(
+        policy,
+        optimizer,
+        rows,
+        TrainConfig(micro_batch_size=1),
+        AlgoConfig(),
+        1.0,
+        np.random.default_rng(0),
+    )
     assert score(good) > g0 and score(bad) < b0
     assert out["tokens"] == len(good) + len(bad) and out["grad_norm"] > 0
 
@@ -144,9 +173,14 @@ def test_zero_signal_share_counts_groups_whose_rows_all_have_zero_advantage():
     all_fail = [_episode(0, i, [("s0", 0, True), ("s1", 0, True)]) for i in range(3)]
     rows = compute_advantages(all_fail, AlgoConfig())
     assert zero_signal_share(rows.advantages, rows.groups) == 1.0
-    mixed = [*all_fail, _episode(1, 0, [("t0", 10, True)]), _episode(1, 1, [("t0", 0, True), ("t1", 0, True)])]
+    mixed = [
+        *all_fail,
+        _episode(1, 0, [("t0", 10, True)]),
+        _episode(1, 1, [("t0", 0, True), ("t1", 0, True)]),
+    ]
     rows = compute_advantages(mixed, AlgoConfig())
-    assert zero_signal_share(rows.advantages, rows.groups) == 0.5  # group 1 has a winner and a loser
+    # group 1 has a winner and a loser
+    assert zero_signal_share(rows.advantages, rows.groups) == 0.5
     rows = compute_advantages(mixed, AlgoConfig(estimator="grpo"))
     assert zero_signal_share(rows.advantages, rows.groups) == 0.5
     # an invalid-action penalty is a signal: the all-fail group is no longer flat
@@ -169,6 +203,8 @@ def test_grpo_gives_every_row_its_trajectorys_one_score_so_an_all_fail_group_sta
     want = (scores - scores.mean()) / (scores.std(ddof=1) + algo.eps)
     np.testing.assert_allclose(adv, np.repeat(want[:, None], 20, axis=1), rtol=1e-9)
     assert np.abs(adv).max() < 3  # was -56 on the invalid row when it kept only its own penalty
-    rloo = compute_advantages(batch, AlgoConfig(estimator="rloo", invalid_penalty=0.1)).advantages.reshape(8, 20)
+    rloo = compute_advantages(
+        batch, AlgoConfig(estimator="rloo", invalid_penalty=0.1)
+    ).advantages.reshape(8, 20)
     np.testing.assert_allclose(rloo[:, 0], scores - (scores.sum() - scores) / 7, rtol=1e-9)
     assert np.all(rloo == rloo[:, :1])

@@ -1,4 +1,5 @@
-"""Sokoban, TextWorld and ScienceWorld: experts win, invalid input is harmless, a dead JVM is replaced."""
+"""Sokoban, TextWorld and ScienceWorld: experts win, invalid input is harmless, a dead JVM is
+replaced."""
 
 import importlib.util
 import os

@@ -44,13 +44,34 @@ def test_training_runs_on_the_plugin_environment(monkeypatch, tmp_path):
     from skillvet.train import start_run, train
 
     monkeypatch.chdir(ROOT)
-    cfg = load_config(None, [
-        f"env.name={NAME}", "env.options.start_max=4", "env.max_steps=6", "model.tiny.layers=1",
-        "model.tiny.hidden=32", "model.tiny.heads=2", "model.tiny.vocab_size=300", "model.tiny.tokenizer_tasks=5",
-        "model.threads=1", "sft.steps=20", "sft.tasks=40", "sft.batch_size=16", "sft.val_tasks=5",
-        "sft.lr=1e-2", "train.iterations=2", "train.tasks_per_iteration=2", "train.group_size=4",
-        "eval.tasks=10", "env.eval_split=eval", "sampling.max_action_tokens=12", f"run.out_dir={tmp_path}",
-    ])
+    cfg = load_config(
+        None,
+        [
+            f"env.name={NAME}",
+            "env.options.start_max=4",
+            "env.max_steps=6",
+            "model.tiny.layers=1",
+            "model.tiny.hidden=32",
+            "model.tiny.heads=2",
+            "model.tiny.vocab_size=300",
+            "model.tiny.tokenizer_tasks=5",
+            "model.threads=1",
+            "sft.steps=20",
+            "sft.tasks=40",
+            "sft.batch_size=16",
+            "sft.val_tasks=5",
+            "sft.lr=1e-2",
+            "train.iterations=2",
+            "train.tasks_per_iteration=2",
+            "train.group_size=4",
+            "eval.tasks=10",
+            "env.eval_split=eval",
+            "sampling.max_action_tokens=12",
+            f"run.out_dir={tmp_path}",
+        ],
+    )
     result = train(start_run(cfg, quiet=True))
-    metrics = [json.loads(x) for x in (Path(result["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    metrics = [
+        json.loads(x) for x in (Path(result["run_dir"]) / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [m["iteration"] for m in metrics] == [1, 2] and result["after_eval"]["episodes"] == 10

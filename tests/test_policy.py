@@ -38,11 +38,23 @@ def _policy(folder, lora: bool = False) -> Policy:
 def test_recomputed_logprobs_equal_sampling_logprobs_across_multistep_episodes(tiny_folder, source):
     policy = _policy(tiny_folder)
     gen = torch.Generator().manual_seed(0)
-    episodes = rollout(policy, source, source.tasks("train")[:3], 3, max_new_tokens=12, temperature=1.0, generator=gen)
+    episodes = rollout(
+        policy,
+        source,
+        source.tasks("train")[:3],
+        3,
+        max_new_tokens=12,
+        temperature=1.0,
+        generator=gen,
+    )
     steps = [s for e in episodes for s in e.steps]
-    assert len(steps) >= 3 * 3 * 2, "episodes should run several steps (random model: invalid actions)"
+    assert len(steps) >= 3 * 3 * 2, (
+        "episodes should run several steps (random model: invalid actions)"
+    )
     assert all(len(e.steps) > 1 for e in episodes)
-    logp, _, mask = policy.token_logprobs([s.prompt_ids for s in steps], [s.response_ids for s in steps])
+    logp, _, mask = policy.token_logprobs(
+        [s.prompt_ids for s in steps], [s.response_ids for s in steps]
+    )
     worst = 0.0
     for i, s in enumerate(steps):
         got = logp[i][mask[i].bool()]
@@ -52,21 +64,37 @@ def test_recomputed_logprobs_equal_sampling_logprobs_across_multistep_episodes(t
     assert worst < 1e-4
 
 
-def test_a_shared_prompt_head_gives_the_logprobs_and_gradients_of_rows_scored_alone(tiny_folder, source):
+def test_a_shared_prompt_head_gives_the_logprobs_and_gradients_of_rows_scored_alone(
+    tiny_folder, source
+):
     """Rows of one task and skills block share their head: it is computed once, and every row
     continues from it; log-probs, entropies and gradients equal scoring each row on its own."""
     policy = _policy(tiny_folder)
-    skills = ("Heat then place: find X; take X; go to microwave; heat X with microwave; go to Y; move X to Y",)
+    skills = (
+        "Heat then place: find X; take X; go to microwave; heat X with microwave; "
+        "go to Y; move X to Y",
+    )
     prompts = [
-        policy.encode_prompt(build_prompt("heat an egg and put it in the fridge", obs, [], None, skills=skills))
-        for obs in ("You see a fridge 1.", "You are at cabinet 2. It is closed. " * 3, "Nothing happens.")
+        policy.encode_prompt(
+            build_prompt("heat an egg and put it in the fridge", obs, [], None, skills=skills)
+        )
+        for obs in (
+            "You see a fridge 1.",
+            "You are at cabinet 2. It is closed. " * 3,
+            "Nothing happens.",
+        )
     ]
-    answers = [policy.encode_answer(f"<action>{a}</action>") for a in ("open fridge 1", "look", "go to cabinet 10")]
+    answers = [
+        policy.encode_answer(f"<action>{a}</action>")
+        for a in ("open fridge 1", "look", "go to cabinet 10")
+    ]
     assert shared_prefix_length(prompts) > 30
 
     def scored(rows):
         policy.model.zero_grad(set_to_none=True)
-        logp, ent, mask = policy.token_logprobs([prompts[i] for i in rows], [answers[i] for i in rows], 0.7, entropy=True)
+        logp, ent, mask = policy.token_logprobs(
+            [prompts[i] for i in rows], [answers[i] for i in rows], 0.7, entropy=True
+        )
         ((logp * mask).sum() + 0.1 * (ent * mask).sum()).backward()
         grads = [p.grad.clone() for p in policy.parameters()]
         return logp.detach()[mask.bool()], ent.detach()[mask.bool()], grads
@@ -82,7 +110,9 @@ def test_a_shared_prompt_head_gives_the_logprobs_and_gradients_of_rows_scored_al
 def test_temperature_is_applied_the_same_way_when_scoring(tiny_folder, source):
     policy = _policy(tiny_folder)
     prompt = policy.encode_prompt("Your task is to: put a mug in the sink.")
-    out = policy.generate([prompt], 10, temperature=0.7, generator=torch.Generator().manual_seed(1))[0]
+    out = policy.generate(
+        [prompt], 10, temperature=0.7, generator=torch.Generator().manual_seed(1)
+    )[0]
     logp, _, mask = policy.token_logprobs([prompt], [out.ids], temperature=0.7)
     assert torch.allclose(logp[0][mask[0].bool()], torch.tensor(out.logprobs), atol=1e-4)
 
@@ -90,7 +120,9 @@ def test_temperature_is_applied_the_same_way_when_scoring(tiny_folder, source):
 def test_a_batch_answers_each_prompt_as_it_would_alone(tiny_folder):
     policy = _policy(tiny_folder)
     short = policy.encode_prompt("look")
-    long = policy.encode_prompt("You are in the middle of a room. " * 10 + "Your task is to: heat an egg.")
+    long = policy.encode_prompt(
+        "You are in the middle of a room. " * 10 + "Your task is to: heat an egg."
+    )
     alone = policy.generate([short], 10, temperature=0.0)[0]
     batched = policy.generate([long, short], 10, temperature=0.0)[1]
     assert alone.ids == batched.ids
@@ -117,7 +149,12 @@ def test_generation_stops_at_the_closing_action_tag(tiny_folder, source):
 
 def test_token_limit_ends_an_answer(tiny_folder):
     policy = _policy(tiny_folder)
-    outs = policy.generate([policy.encode_prompt("x")] * 3, 4, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    outs = policy.generate(
+        [policy.encode_prompt("x")] * 3,
+        4,
+        temperature=1.0,
+        generator=torch.Generator().manual_seed(0),
+    )
     for out in outs:
         assert len(out.ids) <= 4 and len(out.ids) == len(out.logprobs)
         assert out.finish in {"length", "eos", "stop"}
@@ -151,6 +188,8 @@ def test_trainable_state_round_trips(tiny_folder):
             p.add_(0.01)
     b.load_trainable_state(a.trainable_state())
     prompt, answer = a.encode_prompt("go"), a.encode_answer("<action>look</action>")
-    assert torch.allclose(a.token_logprobs([prompt], [answer])[0], b.token_logprobs([prompt], [answer])[0])
+    assert torch.allclose(
+        a.token_logprobs([prompt], [answer])[0], b.token_logprobs([prompt], [answer])[0]
+    )
     with pytest.raises(ValueError, match="does not fit"):
         b.load_trainable_state({"nope": torch.zeros(1)})

@@ -51,7 +51,9 @@ def _changed_share(policy: Policy, before: dict) -> float:
     return changed / sum(w.numel() for w in before.values())
 
 
-def test_a_bfloat16_full_fine_tuning_update_of_lr_1e6_moves_the_float32_master_weights(tiny_folder, demos):
+def test_a_bfloat16_full_fine_tuning_update_of_lr_1e6_moves_the_float32_master_weights(
+    tiny_folder, demos
+):
     policy = _policy(tiny_folder, dtype="bfloat16")
     assert all(p.dtype == torch.float32 for p in policy.parameters())
     assert all(p.dtype == torch.bfloat16 for p in policy._ref.parameters())  # frozen: compute dtype
@@ -59,7 +61,12 @@ def test_a_bfloat16_full_fine_tuning_update_of_lr_1e6_moves_the_float32_master_w
     share = _changed_share(policy, before)
     print(f"share of trainable weights changed by one lr-1e-6 update: {share:.4f}")
     assert share > 0.9
-    states = [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v) and v.dim()]
+    states = [
+        v
+        for state in optimizer.state.values()
+        for v in state.values()
+        if torch.is_tensor(v) and v.dim()
+    ]
     assert states and all(v.dtype == torch.float32 for v in states)
     # the same step on weights stored in bfloat16 leaves most of them where they were
     stored = _policy(tiny_folder, dtype="bfloat16")
@@ -72,7 +79,9 @@ def test_forwards_run_in_bfloat16_under_autocast(tiny_folder, demos):
     policy = _policy(tiny_folder, dtype="bfloat16")
     seen = []
     hook = policy.model.lm_head.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
-    policy.token_logprobs([policy.encode_prompt(demos[0].prompt)], [policy.encode_answer(demos[0].answer)])
+    policy.token_logprobs(
+        [policy.encode_prompt(demos[0].prompt)], [policy.encode_answer(demos[0].answer)]
+    )
     hook.remove()
     assert seen == [torch.bfloat16]
 
@@ -82,7 +91,9 @@ def test_the_prefill_computes_logits_at_the_last_position_only(tiny_folder, demo
     shapes = []
     hook = policy.model.lm_head.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape)))
     prompts = [policy.encode_prompt(d.prompt) for d in demos[:3]]
-    policy.generate(prompts, max_new_tokens=2, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    policy.generate(
+        prompts, max_new_tokens=2, temperature=1.0, generator=torch.Generator().manual_seed(0)
+    )
     hook.remove()
     vocab = policy.model.config.vocab_size
     assert shapes[0] == (3, 1, vocab)  # the prefill: [B, 1, V], not [B, L, V]
@@ -98,7 +109,9 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_folder, d
         answers = [policy.encode_answer(d.answer) for d in demos[:4]]
         logp, _, mask = policy.token_logprobs(prompts, answers)
         (-(logp * mask).sum()).backward()
-        grads.append({n: p.grad.clone() for n, p in policy.model.named_parameters() if p.grad is not None})
+        grads.append(
+            {n: p.grad.clone() for n, p in policy.model.named_parameters() if p.grad is not None}
+        )
     plain, checkpointed = grads
     assert plain.keys() == checkpointed.keys() and plain
     for name in plain:
@@ -106,7 +119,9 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_folder, d
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_lora_trains_float32_adapters_over_a_frozen_base_stored_in_the_compute_dtype(tiny_folder, demos, dtype):
+def test_lora_trains_float32_adapters_over_a_frozen_base_stored_in_the_compute_dtype(
+    tiny_folder, demos, dtype
+):
     policy = _policy(tiny_folder, lora=True, dtype=dtype)
     trainable = dict((n, p) for n, p in policy.model.named_parameters() if p.requires_grad)
     assert trainable and all("lora_" in n for n in trainable)

@@ -18,14 +18,30 @@ pytest.importorskip("transformers")
 from skillvet.config import load_config
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 SMALL = [
-    "model.tiny.layers=1", "model.tiny.hidden=32", "model.tiny.heads=2", "model.tiny.vocab_size=300",
-    "model.tiny.tokenizer_tasks=5", "sft.steps=3", "sft.tasks=5", "sft.batch_size=8",
-    "train.tasks_per_iteration=2", "train.group_size=2", "env.max_steps=3", "eval.tasks=4",
-    "sampling.max_action_tokens=8", "train.iterations=3", "train.eval_every=2",
+    "model.tiny.layers=1",
+    "model.tiny.hidden=32",
+    "model.tiny.heads=2",
+    "model.tiny.vocab_size=300",
+    "model.tiny.tokenizer_tasks=5",
+    "sft.steps=3",
+    "sft.tasks=5",
+    "sft.batch_size=8",
+    "train.tasks_per_iteration=2",
+    "train.group_size=2",
+    "env.max_steps=3",
+    "eval.tasks=4",
+    "sampling.max_action_tokens=8",
+    "train.iterations=3",
+    "train.eval_every=2",
 ]
 
 
@@ -69,9 +85,18 @@ def test_every_figure_is_embedded_and_not_blank(report):
 def test_the_page_loads_in_chromium_without_console_errors(report, tmp_path):
     chromium = _chromium()
     dom = subprocess.run(
-        [chromium, *CHROMIUM_FLAGS, "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
-         "--dump-dom", report.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert dom.returncode == 0, dom.stderr[-2000:]
     console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
@@ -83,8 +108,18 @@ def test_the_page_loads_in_chromium_without_console_errors(report, tmp_path):
 
     shot = tmp_path / "report.png"
     subprocess.run(
-        [chromium, *CHROMIUM_FLAGS, "--hide-scrollbars", "--window-size=1280,2400", f"--screenshot={shot}", report.as_uri()],
-        capture_output=True, text=True, timeout=120, check=True,
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            "--hide-scrollbars",
+            "--window-size=1280,2400",
+            f"--screenshot={shot}",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     assert _png_spread(shot.read_bytes()) > 0.05  # not a blank page
 
@@ -103,9 +138,30 @@ def test_compare_groups_seeds_and_reproduces_each_final_number(tmp_path):
 
         save_config(cfg, d / "config.yaml")
         (d / "eval.jsonl").write_text(
-            json.dumps({"iteration": 0, "stage": "before", "success_rate": 0.1, "episodes": 4, "by_type": {}}) + "\n"
-            + json.dumps({"iteration": 2, "stage": "after", "success_rate": after, "episodes": 4, "by_type": {}}) + "\n")
-        (d / "metrics.jsonl").write_text("".join(json.dumps({"iteration": i, "train_success": 0.1 * i}) + "\n" for i in (1, 2)))
+            json.dumps(
+                {
+                    "iteration": 0,
+                    "stage": "before",
+                    "success_rate": 0.1,
+                    "episodes": 4,
+                    "by_type": {},
+                }
+            )
+            + "\n"
+            + json.dumps(
+                {
+                    "iteration": 2,
+                    "stage": "after",
+                    "success_rate": after,
+                    "episodes": 4,
+                    "by_type": {},
+                }
+            )
+            + "\n"
+        )
+        (d / "metrics.jsonl").write_text(
+            "".join(json.dumps({"iteration": i, "train_success": 0.1 * i}) + "\n" for i in (1, 2))
+        )
         runs.append(d)
     other = tmp_path / "grpo"
     other.mkdir()
@@ -115,7 +171,11 @@ def test_compare_groups_seeds_and_reproduces_each_final_number(tmp_path):
     rows, figure = compare([*runs, other], tmp_path / "out")
     assert len(rows) == 2
     row = next(r for r in rows if r["estimator"] == "gigpo")
-    assert row["runs"] == 3 and row["after_mean"] == pytest.approx(0.5) and row["after_std"] == pytest.approx(0.25)
+    assert (
+        row["runs"] == 3
+        and row["after_mean"] == pytest.approx(0.5)
+        and row["after_std"] == pytest.approx(0.25)
+    )
     assert "50.0% ± 25.0%" in format_table(rows) and figure.is_file()
 
 
@@ -132,17 +192,41 @@ def test_compare_gives_intervals_over_seeds_per_type_and_the_paired_difference(t
         for seed, after in enumerate(values):
             d = tmp_path / f"{estimator}-s{seed}"
             d.mkdir()
-            save_config(load_config(None, [f"run.seed={seed}", f"run.name=cmp-{estimator}-s{seed}",
-                                           f"algo.estimator={estimator}"]), d / "config.yaml")
-            by_type = {"heat": {"success_rate": after, "episodes": 10}, "cool": {"success_rate": after / 2, "episodes": 10}}
-            (d / "eval.jsonl").write_text(json.dumps({"iteration": 2, "stage": "after", "success_rate": after,
-                                                      "episodes": 20, "by_type": by_type}) + "\n")
+            save_config(
+                load_config(
+                    None,
+                    [
+                        f"run.seed={seed}",
+                        f"run.name=cmp-{estimator}-s{seed}",
+                        f"algo.estimator={estimator}",
+                    ],
+                ),
+                d / "config.yaml",
+            )
+            by_type = {
+                "heat": {"success_rate": after, "episodes": 10},
+                "cool": {"success_rate": after / 2, "episodes": 10},
+            }
+            (d / "eval.jsonl").write_text(
+                json.dumps(
+                    {
+                        "iteration": 2,
+                        "stage": "after",
+                        "success_rate": after,
+                        "episodes": 20,
+                        "by_type": by_type,
+                    }
+                )
+                + "\n"
+            )
             dirs.append(d)
     rows, _ = compare(dirs)
     gigpo = next(r for r in rows if r["estimator"] == "gigpo")
     assert gigpo["after_ci95"] == pytest.approx(list(t_interval(finals["gigpo"], 0.95)))
     assert gigpo["after_by_type"]["heat"]["mean"] == pytest.approx(0.35)
-    assert gigpo["after_by_type"]["cool"]["ci95"] == pytest.approx(list(t_interval([0.15, 0.2, 0.175], 0.95)))
+    assert gigpo["after_by_type"]["cool"]["ci95"] == pytest.approx(
+        list(t_interval([0.15, 0.2, 0.175], 0.95))
+    )
     table = format_table(rows)
     diffs = [a - b for a, b in zip(finals["gigpo"], finals["grpo"])]
     lo, hi = t_interval(diffs, 0.95)

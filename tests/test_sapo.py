@@ -40,7 +40,12 @@ def source() -> HouseholdSource:
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory, source) -> Policy:
     demos = expert_demos(source, source.tasks("train")[:10])
-    folder = build_tiny([chatml_text(d.prompt, d.answer) for d in demos], TINY, tmp_path_factory.mktemp("tiny"), seed=0)
+    folder = build_tiny(
+        [chatml_text(d.prompt, d.answer) for d in demos],
+        TINY,
+        tmp_path_factory.mktemp("tiny"),
+        seed=0,
+    )
     return Policy.load(folder, ModelConfig(tiny=TINY, device="cpu"))
 
 
@@ -49,7 +54,9 @@ def policy(tmp_path_factory, source) -> Policy:
 
 def test_row_generators_make_a_rows_samples_independent_of_its_batch(policy):
     a = policy.encode_prompt("put a mug on the desk")
-    b = policy.encode_prompt("a much longer prompt about heating an egg in the microwave and more words")
+    b = policy.encode_prompt(
+        "a much longer prompt about heating an egg in the microwave and more words"
+    )
 
     def gens(*seeds):
         return [torch.Generator().manual_seed(s) for s in seeds]
@@ -77,7 +84,9 @@ def test_matched_rollouts_with_the_same_seeds_and_prompts_are_identical(policy, 
 
 # ---------------------------------------------------------------------------------- HTTP teacher
 
-SKILL_LINES = "Title: Carry\nWhen: the task is to put X on Y\nProcedure: find X; take X; go to Y; move X to Y"
+SKILL_LINES = (
+    "Title: Carry\nWhen: the task is to put X on Y\nProcedure: find X; take X; go to Y; move X to Y"
+)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +98,10 @@ def writer(tmp_path_factory, policy) -> Policy:
     folder = tmp_path_factory.mktemp("writer")
     policy.save(folder)
     trained = Policy.load(folder, ModelConfig(tiny=TINY, device="cpu"))
-    demos = [Demo(p, SKILL_LINES, "pick_and_place") for p in ("Task 1: put a mug on desk.", "Write a skill.", "hello")]
+    demos = [
+        Demo(p, SKILL_LINES, "pick_and_place")
+        for p in ("Task 1: put a mug on desk.", "Write a skill.", "hello")
+    ]
     supervised(trained, demos, SftConfig(steps=60, batch_size=3, lr=1e-2), seed=0)
     return trained
 
@@ -113,18 +125,27 @@ def test_teacher_over_real_http_against_skillvet_serve(writer):
         from skillvet.skills.teacher import SYSTEM
 
         text = writer.tokenizer.apply_chat_template(
-            [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Task 1: put a mug on desk."}],
-            tokenize=False, add_generation_prompt=True,
+            [
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": "Task 1: put a mug on desk."},
+            ],
+            tokenize=False,
+            add_generation_prompt=True,
         )
         ids = writer.tokenizer(text, add_special_tokens=False)["input_ids"]
         expected = writer.generate([ids], 60, 0.0, stop_text=None)[0].text
-        assert answer == expected and answer.startswith("Title: Carry")  # the served model's greedy answer
+        # the served model's greedy answer
+        assert answer == expected and answer.startswith("Title: Carry")
         import urllib.request
 
         with urllib.request.urlopen(url + "/models", timeout=10) as r:
             assert json.loads(r.read())["data"][0]["id"] == "tiny-test"
-        bad = urllib.request.Request(url + "/chat/completions", data=b'{"messages": "nope"}', method="POST",
-                                     headers={"Content-Type": "application/json"})
+        bad = urllib.request.Request(
+            url + "/chat/completions",
+            data=b'{"messages": "nope"}',
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(bad, timeout=10)
         assert err.value.code == 400
@@ -135,7 +156,9 @@ def test_teacher_over_real_http_against_skillvet_serve(writer):
 
 
 def test_teacher_reports_a_server_that_is_down_after_its_retries():
-    teacher = HttpTeacher(f"http://127.0.0.1:{_free_port()}/v1", "m", timeout=2, retries=2, backoff=0.05)
+    teacher = HttpTeacher(
+        f"http://127.0.0.1:{_free_port()}/v1", "m", timeout=2, retries=2, backoff=0.05
+    )
     t0 = time.time()
     with pytest.raises(TeacherError, match=r"no answer .* \(after 3 attempts\)"):
         teacher.complete("hello")
@@ -214,28 +237,55 @@ class _FixedEmbedder:
 def test_a_failing_teacher_falls_back_to_the_rule_inducer(tmp_path, policy):
     from skillvet.skills.sapo import SkillVetting
 
-    cfg = load_config(None, ["skills.enabled=true", "skills.teacher=http",
-                             f"skills.teacher_url=http://127.0.0.1:{_free_port()}/v1",
-                             "skills.teacher_retries=0", "skills.teacher_timeout=1"])
+    cfg = load_config(
+        None,
+        [
+            "skills.enabled=true",
+            "skills.teacher=http",
+            f"skills.teacher_url=http://127.0.0.1:{_free_port()}/v1",
+            "skills.teacher_retries=0",
+            "skills.teacher_timeout=1",
+        ],
+    )
     vetting = SkillVetting(cfg, tmp_path, embedder=_FixedEmbedder())
-    attempt = Attempt("1", "put a mug on desk.", ("go to shelf 1", "take mug 1 from shelf 1", "go to desk 1",
-                                                  "move mug 1 to desk 1"), (True,) * 4, True)
-    written = vetting.write(policy, [attempt], "pick_and_place", by_policy=False, generator=torch.Generator())
+    attempt = Attempt(
+        "1",
+        "put a mug on desk.",
+        ("go to shelf 1", "take mug 1 from shelf 1", "go to desk 1", "move mug 1 to desk 1"),
+        (True,) * 4,
+        True,
+    )
+    written = vetting.write(
+        policy, [attempt], "pick_and_place", by_policy=False, generator=torch.Generator()
+    )
     assert written.fallback and written.writer == "rule" and "teacher failed" in written.reason
     assert written.skill.procedure == "find X; take X; go to Y; move X to Y"
-    by_policy = vetting.write(policy, [attempt], "pick_and_place", by_policy=True, generator=torch.Generator().manual_seed(0))
-    assert by_policy.writer in ("policy", "rule")  # an untrained tiny model rarely writes a parseable skill
+    by_policy = vetting.write(
+        policy,
+        [attempt],
+        "pick_and_place",
+        by_policy=True,
+        generator=torch.Generator().manual_seed(0),
+    )
+    # an untrained tiny model rarely writes a parseable skill
+    assert by_policy.writer in ("policy", "rule")
     if by_policy.writer == "policy":
         assert by_policy.induction and by_policy.induction["response_ids"]
 
 
-# ---------------------------------------------------------------------------------- scores, generator
+# ---------------------------------------------------------------------------- scores, generator
 
 
 def test_likelihood_scores_and_rerank(policy):
-    skills = [Skill("Pick and place", "the task is to put X on Y", "find X; take X; go to Y; move X to Y"),
-              Skill("zq", "zq zq", "zq zq zq zq")]
-    scores = likelihood(policy, [("put a mug on desk.", s) for s in skills] + [("heat an egg.", skills[0])])
+    skills = [
+        Skill(
+            "Pick and place", "the task is to put X on Y", "find X; take X; go to Y; move X to Y"
+        ),
+        Skill("zq", "zq zq", "zq zq zq zq"),
+    ]
+    scores = likelihood(
+        policy, [("put a mug on desk.", s) for s in skills] + [("heat an egg.", skills[0])]
+    )
     assert scores.shape == (3,) and np.all(scores < 0)
     assert scores[0] != scores[2]  # context-dependent
     q = np.eye(3, dtype=np.float32)[:1]
@@ -263,7 +313,9 @@ def test_generator_loss_raises_promoted_skills_and_lowers_discarded_ones(policy)
         before = mean_logp()
         opt = torch.optim.SGD(policy.parameters(), lr=0.5)
         opt.zero_grad()
-        loss = _generator_backward(policy, GeneratorRows([prompt], [skill], [weight], coef=0.1), 1.0)
+        loss = _generator_backward(
+            policy, GeneratorRows([prompt], [skill], [weight], coef=0.1), 1.0
+        )
         opt.step()
         after = mean_logp()
         assert loss == pytest.approx(-0.1 * weight * before, rel=1e-4)
@@ -271,13 +323,15 @@ def test_generator_loss_raises_promoted_skills_and_lowers_discarded_ones(policy)
     policy.load_trainable_state(saved)
 
 
-# ---------------------------------------------------------------------------------- vet and a SAPO run
+# ---------------------------------------------------------------------------- vet and a SAPO run
 
 
 def test_vet_measures_a_skill_with_matched_pairs(policy, source):
     from skillvet.skills.vet import vet
 
-    skill = Skill("Pick and place", "the task is to put X on Y", "find X; take X; go to Y; move X to Y")
+    skill = Skill(
+        "Pick and place", "the task is to put X on Y", "find X; take X; go to Y; move X to Y"
+    )
     result = vet(policy, source, source.tasks("eval")[:3], skill, pairs=2, max_new_tokens=8, seed=1)
     assert result["tasks"] == 3 and result["pairs"] == 6
     assert result["lo"] <= result["U"] <= result["hi"]
@@ -285,12 +339,31 @@ def test_vet_measures_a_skill_with_matched_pairs(policy, source):
 
 
 SMALL = [
-    "model.tiny.layers=1", "model.tiny.hidden=32", "model.tiny.heads=2", "model.tiny.vocab_size=300",
-    "model.tiny.tokenizer_tasks=5", "model.threads=1", "sft.steps=3", "sft.tasks=8", "sft.batch_size=8",
-    "sft.skills_share=0.5", "sft.writing_demos=4", "train.tasks_per_iteration=4", "train.group_size=4",
-    "train.micro_batch_size=16", "env.max_steps=3", "eval.tasks=2", "eval.before=false",
-    "sampling.max_action_tokens=8", "skills.enabled=true", "skills.cluster_size=2", "skills.promote_every=1",
-    "skills.promote_top=1.0", "skills.max_skill_tokens=12", "train.iterations=3", "train.keep_every=1",
+    "model.tiny.layers=1",
+    "model.tiny.hidden=32",
+    "model.tiny.heads=2",
+    "model.tiny.vocab_size=300",
+    "model.tiny.tokenizer_tasks=5",
+    "model.threads=1",
+    "sft.steps=3",
+    "sft.tasks=8",
+    "sft.batch_size=8",
+    "sft.skills_share=0.5",
+    "sft.writing_demos=4",
+    "train.tasks_per_iteration=4",
+    "train.group_size=4",
+    "train.micro_batch_size=16",
+    "env.max_steps=3",
+    "eval.tasks=2",
+    "eval.before=false",
+    "sampling.max_action_tokens=8",
+    "skills.enabled=true",
+    "skills.cluster_size=2",
+    "skills.promote_every=1",
+    "skills.promote_top=1.0",
+    "skills.max_skill_tokens=12",
+    "train.iterations=3",
+    "train.keep_every=1",
 ]
 
 
@@ -311,15 +384,20 @@ def test_sapo_run_writes_its_bank_and_a_resumed_run_rebuilds_the_same_bank(tmp_p
     cfg = load_config(None, SMALL)
     run = start_run(cfg, quiet=True, run_dir=tmp_path / "run")
     train(run)
-    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    metrics = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [m["iteration"] for m in metrics] == [1, 2, 3]
     assert all(m["samples"] > 0 and m["skills_candidates"] == 2 for m in metrics)
     assert all("skills_promoted" in m and "skills_U" in m for m in metrics)
     rows, events, measurements = _bank_rows(tmp_path / "run")
-    assert len(rows) == 6 and all(len(m) == 2 for m in measurements)  # 2 clusters x 3 iterations, K = 2
-    assert all(len(m["base"]) == 2 and len(m["augmented"]) == 2 for ms in measurements for m in ms)  # N / 2 pairs
+    # 2 clusters x 3 iterations, K = 2
+    assert len(rows) == 6 and all(len(m) == 2 for m in measurements)
+    # N / 2 pairs
+    assert all(len(m["base"]) == 2 and len(m["augmented"]) == 2 for ms in measurements for m in ms)
 
-    # as if killed after iteration 3 wrote to the bank but before its checkpoint: back to iteration 2
+    # as if killed after iteration 3 wrote to the bank but before its checkpoint: back to
+    # iteration 2
     ckpt = tmp_path / "run" / "checkpoints"
     (ckpt / "latest.json").write_text(json.dumps({"iteration": 2, "folder": "iter-000002"}) + "\n")
     resumed = resume_run(tmp_path / "run", quiet=True)
@@ -332,13 +410,24 @@ def test_sapo_run_writes_its_bank_and_a_resumed_run_rebuilds_the_same_bank(tmp_p
     assert measurements2 == measurements
 
 
-def test_revetting_measures_a_gated_candidate_again_on_fresh_tasks_before_it_is_promoted(tmp_path, policy, source):
+def test_revetting_measures_a_gated_candidate_again_on_fresh_tasks_before_it_is_promoted(
+    tmp_path, policy, source
+):
     from skillvet.skills.bank import Measurement
     from skillvet.skills.sapo import SkillVetting
 
     pool = source.tasks("train")[:40]
-    cfg = load_config(None, ["skills.enabled=true", "skills.scoring=false", "skills.cluster_size=2",
-                             "train.tasks_per_iteration=2", "train.group_size=4", "sampling.max_action_tokens=8"])
+    cfg = load_config(
+        None,
+        [
+            "skills.enabled=true",
+            "skills.scoring=false",
+            "skills.cluster_size=2",
+            "train.tasks_per_iteration=2",
+            "train.group_size=4",
+            "sampling.max_action_tokens=8",
+        ],
+    )
     decided = {}
     for revet in (False, True):
         cfg.skills.revet = revet
@@ -347,10 +436,17 @@ def test_revetting_measures_a_gated_candidate_again_on_fresh_tasks_before_it_is_
         task_type = pool[0].task_type
         induced_on = [t.id for t in pool if t.task_type == task_type][:2]
         sid = vetting.bank.add_candidate(
-            Skill("Lucky", "the task is to do it", "go somewhere; take something"), task_types=[task_type],
-            embedding=vetting.embed(["lucky"])[0], writer="rule", iteration=1, sources=[],
+            Skill("Lucky", "the task is to do it", "go somewhere; take something"),
+            task_types=[task_type],
+            embedding=vetting.embed(["lucky"])[0],
+            writer="rule",
+            iteration=1,
+            sources=[],
             measurements=[Measurement(t, [0.0, 0.0], [10.0, 0.0], 5.0) for t in induced_on],
-            utility=5.0, utility_lo=1.0, utility_hi=9.0)
+            utility=5.0,
+            utility_lo=1.0,
+            utility_hi=9.0,
+        )
         _, stats = vetting.promote(policy, 1, source, pool, seed=3)
         event = vetting.bank.events(sid)[-1]
         decided[revet] = event["kind"]
@@ -376,7 +472,9 @@ def test_the_placebo_arm_reports_its_utility_and_changes_nothing_the_run_learns_
     for placebo in ("false", "true"):
         cfg = load_config(None, [*SMALL, "train.iterations=1", f"skills.placebo={placebo}"])
         train(start_run(cfg, quiet=True, run_dir=tmp_path / placebo))
-        lines[placebo] = json.loads((tmp_path / placebo / "metrics.jsonl").read_text().splitlines()[0])
+        lines[placebo] = json.loads(
+            (tmp_path / placebo / "metrics.jsonl").read_text().splitlines()[0]
+        )
     on, off = lines["true"], lines["false"]
     assert "skills_placebo_U" in on and "skills_placebo_U" not in off
     assert -10.0 <= on["skills_placebo_U"] <= 10.0

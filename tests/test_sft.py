@@ -27,7 +27,12 @@ def source() -> HouseholdSource:
 @pytest.fixture(scope="module")
 def model_folder(tmp_path_factory, source):
     demos = expert_demos(source, source.tasks("train")[:10])
-    return build_tiny([chatml_text(d.prompt, d.answer) for d in demos], TINY, tmp_path_factory.mktemp("tiny"), seed=0)
+    return build_tiny(
+        [chatml_text(d.prompt, d.answer) for d in demos],
+        TINY,
+        tmp_path_factory.mktemp("tiny"),
+        seed=0,
+    )
 
 
 def _policy(folder) -> Policy:
@@ -40,32 +45,51 @@ def test_validation_is_logged_on_schedule_and_the_best_weights_are_kept(model_fo
     policy = _policy(model_folder)
     seen = []
     # a peak learning rate high enough that the last step is not reliably the best
-    result = supervised(policy, train, SftConfig(steps=30, batch_size=8, lr=3e-2, val_every=10), seed=0, val=val,
-                        on_validation=seen.append)
+    result = supervised(
+        policy,
+        train,
+        SftConfig(steps=30, batch_size=8, lr=3e-2, val_every=10),
+        seed=0,
+        val=val,
+        on_validation=seen.append,
+    )
     assert [v.step for v in result.validations] == [10, 20, 30] and seen == result.validations
     best = max(result.validations, key=lambda v: (v.accuracy, -v.loss))
     assert result.chosen == best
     prompts = [policy.encode_prompt(d.prompt) for d in val]
     answers = [policy.encode_answer(d.answer) for d in val]
     again = validate(policy, prompts, answers, step=30)
-    assert again.accuracy == pytest.approx(best.accuracy) and again.loss == pytest.approx(best.loss, rel=1e-4)
+    assert again.accuracy == pytest.approx(best.accuracy) and again.loss == pytest.approx(
+        best.loss, rel=1e-4
+    )
     assert 0.0 <= best.accuracy <= 1.0 and best.loss < result.losses[0]
 
     last = _policy(model_folder)
-    kept = supervised(last, train, SftConfig(steps=30, batch_size=8, lr=3e-2, val_every=10, select="last"),
-                      seed=0, val=val)
+    kept = supervised(
+        last,
+        train,
+        SftConfig(steps=30, batch_size=8, lr=3e-2, val_every=10, select="last"),
+        seed=0,
+        val=val,
+    )
     assert kept.chosen == kept.validations[-1]
-    assert validate(last, prompts, answers, step=30).loss == pytest.approx(kept.validations[-1].loss, rel=1e-4)
+    assert validate(last, prompts, answers, step=30).loss == pytest.approx(
+        kept.validations[-1].loss, rel=1e-4
+    )
 
 
-def test_accuracy_counts_a_step_right_only_when_its_whole_answer_is_the_most_likely(model_folder, source):
+def test_accuracy_counts_a_step_right_only_when_its_whole_answer_is_the_most_likely(
+    model_folder, source
+):
     policy = _policy(model_folder)
     demos = expert_demos(source, source.tasks("train")[:6])
     supervised(policy, demos, SftConfig(steps=80, batch_size=16, lr=1e-2), seed=0)
     prompts = [policy.encode_prompt(d.prompt) for d in demos]
     answers = [policy.encode_answer(d.answer) for d in demos]
     measured = validate(policy, prompts, answers, step=0)
-    greedy = policy.generate(prompts, max_new_tokens=max(len(a) for a in answers) + 1, temperature=0.0, stop_text=None)
+    greedy = policy.generate(
+        prompts, max_new_tokens=max(len(a) for a in answers) + 1, temperature=0.0, stop_text=None
+    )
     by_hand = sum(g.ids[: len(a)] == a for g, a in zip(greedy, answers)) / len(answers)
     assert measured.accuracy == pytest.approx(by_hand)
 
@@ -75,15 +99,24 @@ def test_recovery_demos_answer_an_invalid_repeat_with_the_experts_next_action(so
     plain = expert_demos(source, tasks)
     recovered = expert_demos(source, tasks, recovery=0.5, seed=3, max_steps=source.max_steps)
     assert not any(NOTHING_HAPPENS in d.prompt for d in plain)
-    injected = [d for d in recovered if d.prompt.split("Current observation")[1].count(NOTHING_HAPPENS)]
+    injected = [
+        d for d in recovered if d.prompt.split("Current observation")[1].count(NOTHING_HAPPENS)
+    ]
     assert 0.25 * len(plain) < len(injected) < 0.6 * len(plain)
-    assert len(recovered) == len(plain) + len(injected)  # no expert step was cut off by the step limit
+    # no expert step was cut off by the step limit
+    assert len(recovered) == len(plain) + len(injected)
     # each injected step is followed by the same expert action as the clean step before it
     index = {id(d): i for i, d in enumerate(recovered)}
     for d in injected:
         before = recovered[index[id(d)] - 1]
         assert parse_action(d.answer) == parse_action(before.answer)
         last = d.prompt.split("Current observation")[0].rsplit("action: ", 1)[1].split("\n")[0]
-        assert f"'{last}'" not in d.prompt.split("Admissible actions:")[1]  # the repeat was not admissible
-    assert expert_demos(source, tasks, recovery=0.5, seed=3, max_steps=source.max_steps) == recovered  # seeded
-    assert expert_demos(source, tasks, recovery=0.5, seed=4, max_steps=source.max_steps) != recovered
+        # the repeat was not admissible
+        assert f"'{last}'" not in d.prompt.split("Admissible actions:")[1]
+    # seeded
+    assert (
+        expert_demos(source, tasks, recovery=0.5, seed=3, max_steps=source.max_steps) == recovered
+    )
+    assert (
+        expert_demos(source, tasks, recovery=0.5, seed=4, max_steps=source.max_steps) != recovered
+    )

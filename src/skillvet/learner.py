@@ -99,7 +99,15 @@ def compute_advantages(episodes: Sequence[Episode], algo: AlgoConfig) -> Rows:
     n = len(prompts)
     if n == 0:
         empty = np.zeros(0)
-        return Rows([], [], [], empty, empty.astype(np.int64), empty.astype(np.int64), empty.astype(np.int64))
+        return Rows(
+            [],
+            [],
+            [],
+            empty,
+            empty.astype(np.int64),
+            empty.astype(np.int64),
+            empty.astype(np.int64),
+        )
     traj_N = np.asarray(traj)
     penalty_N = np.asarray(penalties)
     score_N = np.asarray(returns_by_traj)[traj_N] - penalty_N
@@ -124,25 +132,43 @@ def compute_advantages(episodes: Sequence[Episode], algo: AlgoConfig) -> Rows:
         # one score per trajectory, given to each of its rows: its return with every penalty it
         # earned (a row's own penalty alone would make rows of one trajectory differ, and
         # dividing those by the trajectories' spread blows them up in all-fail groups)
-        traj_score_T = np.asarray(returns_by_traj) - np.bincount(traj_N, weights=penalty_N, minlength=len(used))
+        traj_score_T = np.asarray(returns_by_traj) - np.bincount(
+            traj_N, weights=penalty_N, minlength=len(used)
+        )
         if algo.estimator == "grpo":
             adv = episode_advantages(
-                traj_score_T[traj_N], groups, traj_N, norm=algo.norm, eps=algo.eps, episode_stats="trajectories"
+                traj_score_T[traj_N],
+                groups,
+                traj_N,
+                norm=algo.norm,
+                eps=algo.eps,
+                episode_stats="trajectories",
             )
         else:
             adv = rloo_advantages(traj_score_T, [e.group for e in used])[traj_N]
     else:
         raise ValueError(f"unknown estimator {algo.estimator!r}")
-    return Rows(prompts, responses, olds, np.asarray(adv, dtype=np.float64), sizes_N, np.asarray(contexts),
-                np.asarray(groups))
+    return Rows(
+        prompts,
+        responses,
+        olds,
+        np.asarray(adv, dtype=np.float64),
+        sizes_N,
+        np.asarray(contexts),
+        np.asarray(groups),
+    )
 
 
 def micro_batches(rows: Rows, mini: Sequence[int], size: int) -> list[list[int]]:
     """The rows of a mini-batch in micro-batches of at most `size`: rows of one context together
     (their shared prompt head is computed once), each context split evenly, shortest rows first."""
-    contexts = rows.contexts if rows.contexts is not None else np.zeros(len(rows.prompts), dtype=np.int64)
+    contexts = (
+        rows.contexts if rows.contexts is not None else np.zeros(len(rows.prompts), dtype=np.int64)
+    )
     by_context: dict[int, list[int]] = {}
-    for i in sorted(mini, key=lambda i: (contexts[i], len(rows.prompts[i]) + len(rows.responses[i]))):
+    for i in sorted(
+        mini, key=lambda i: (contexts[i], len(rows.prompts[i]) + len(rows.responses[i]))
+    ):
         by_context.setdefault(int(contexts[i]), []).append(int(i))
     return [
         [int(i) for i in chunk]
@@ -166,7 +192,9 @@ def _generator_backward(policy: Policy, rows: GeneratorRows, temperature: float)
     weights = torch.tensor(rows.weights, dtype=torch.float32, device=logp.device)
     loss = -rows.coef * (weights * mean_S).sum()
     if not torch.isfinite(loss):
-        raise NonFiniteLoss(f"the generator loss is {float(loss.detach())}; the update was not applied")
+        raise NonFiniteLoss(
+            f"the generator loss is {float(loss.detach())}; the update was not applied"
+        )
     loss.backward()
     return float(loss.detach())
 
@@ -207,7 +235,9 @@ def update(
             for idx in micro_batches(rows, mini, train.micro_batch_size):
                 prompts = [rows.prompts[i] for i in idx]
                 responses = [rows.responses[i] for i in idx]
-                logp, ent, mask = policy.token_logprobs(prompts, responses, temperature, entropy=True)
+                logp, ent, mask = policy.token_logprobs(
+                    prompts, responses, temperature, entropy=True
+                )
                 width = logp.shape[1]
                 old = _right_aligned([rows.old_logprobs[i] for i in idx], width).to(logp.device)
                 ref = (

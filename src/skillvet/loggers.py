@@ -18,15 +18,23 @@ class Loggers:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as err:
-                raise ImportError("log.tensorboard needs the tensorboard package: pip install tensorboard") from err
+                raise ImportError(
+                    "log.tensorboard needs the tensorboard package: pip install tensorboard"
+                ) from err
             self.tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
         if cfg.log.wandb:
             try:
                 import wandb
             except ImportError as err:
                 raise ImportError("log.wandb needs the wandb package: pip install wandb") from err
-            self.wandb = wandb.init(project=cfg.log.wandb_project, name=run_dir.name, dir=str(run_dir),
-                                    config=json.loads(json.dumps(dataclasses.asdict(cfg))), resume="allow", id=run_dir.name)
+            self.wandb = wandb.init(
+                project=cfg.log.wandb_project,
+                name=run_dir.name,
+                dir=str(run_dir),
+                config=json.loads(json.dumps(dataclasses.asdict(cfg))),
+                resume="allow",
+                id=run_dir.name,
+            )
 
     def log(self, prefix: str, record: dict, step: int) -> None:
         flat = {}

@@ -38,7 +38,8 @@ def kl_full(logp_BTV: torch.Tensor, other_logp_BTV: torch.Tensor) -> torch.Tenso
 def ppo_clip_terms(
     logp_BT: torch.Tensor, old_logp_BT: torch.Tensor, adv_B: torch.Tensor, clip_eps: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token clipped surrogate loss max(-A r, -A clip(r, 1-eps, 1+eps)), and where it clipped."""
+    """Per-token clipped surrogate loss max(-A r, -A clip(r, 1-eps, 1+eps)), and where it
+    clipped."""
     ratio = torch.exp(logp_BT - old_logp_BT)
     adv = adv_B.to(logp_BT.dtype).unsqueeze(-1)
     unclipped = -adv * ratio

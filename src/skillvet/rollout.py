@@ -59,7 +59,9 @@ def rollout(
     `skills_section` shows the prompt's skills section even when a task has no skill (SAPO).
     """
     if sampling_seeds is not None and len(sampling_seeds) != len(tasks) * group_size:
-        raise ValueError(f"need {len(tasks) * group_size} sampling seeds, got {len(sampling_seeds)}")
+        raise ValueError(
+            f"need {len(tasks) * group_size} sampling seeds, got {len(sampling_seeds)}"
+        )
     running: list[_Running] = []
     episodes: list[Episode] = []
     shown_by_group: dict[int, tuple[str, ...]] = {}
@@ -97,7 +99,9 @@ def rollout(
             for r in running
         ]
         row_generators = [r.row_generator for r in running] if sampling_seeds is not None else None
-        answers = policy.generate(prompts, max_new_tokens, temperature, generator, row_generators=row_generators)
+        answers = policy.generate(
+            prompts, max_new_tokens, temperature, generator, row_generators=row_generators
+        )
         actions = [parse_action(gen.text) for gen in answers]  # the text keeps the closing tag
         results = step_all([r.env for r in running], [a or "" for a in actions])  # side by side
         still: list[_Running] = []
@@ -115,7 +119,9 @@ def rollout(
                     observation=result.observation,
                 )
             )
-            r.history.append(Turn(action if action is not None else "(no action)", result.observation))
+            r.history.append(
+                Turn(action if action is not None else "(no action)", result.observation)
+            )
             r.current = result
             if result.done or result.error is not None:
                 r.episode.won = result.won

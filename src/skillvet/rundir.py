@@ -47,7 +47,9 @@ def write_start(run_dir: Path, base: str, adapter: str | None) -> None:
             return p
         return Path(os.path.relpath(Path(p).resolve(), run_dir.resolve())).as_posix()
 
-    (run_dir / "start.json").write_text(json.dumps({"base": stored(base), "adapter": stored(adapter)}) + "\n")
+    (run_dir / "start.json").write_text(
+        json.dumps({"base": stored(base), "adapter": stored(adapter)}) + "\n"
+    )
 
 
 def read_start(run_dir: Path) -> tuple[str, str | None]:
@@ -65,7 +67,8 @@ def read_start(run_dir: Path) -> tuple[str, str | None]:
             return p
         if (run_dir / p).exists():
             return str(run_dir / p)
-        old = Path(p)  # written before paths were relative: runs/<this run>/model-sft, from where it started
+        # written before paths were relative: runs/<this run>/model-sft, from where it started
+        old = Path(p)
         if old.parent.name == run_dir.name and (run_dir / old.name).exists():
             return str(run_dir / old.name)
         return p  # a model outside the run (a cached folder, a hub id)
@@ -84,7 +87,9 @@ def lock(run_dir: Path):
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise RunInUse(f"{run_dir} is being written by {holder}; wait for it to end (or stop it) first") from err
+        raise RunInUse(
+            f"{run_dir} is being written by {holder}; wait for it to end (or stop it) first"
+        ) from err
     handle.seek(0)
     handle.truncate()
     handle.write(f"process {os.getpid()}\n")
@@ -101,7 +106,9 @@ def latest_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
         latest = json.loads(pointer.read_text())
         iteration, folder = int(latest["iteration"]), run_dir / "checkpoints" / latest["folder"]
     except (ValueError, KeyError, TypeError) as err:
-        raise DamagedRun(f"{pointer} is damaged ({err}); point it at a folder of checkpoints/ to resume") from err
+        raise DamagedRun(
+            f"{pointer} is damaged ({err}); point it at a folder of checkpoints/ to resume"
+        ) from err
     if not folder.is_dir():
         raise DamagedRun(f"{pointer} points at {folder.name}, which is missing")
     return iteration, folder
@@ -118,7 +125,9 @@ def load_checkpoint_file(folder: Path, name: str) -> dict:
         raise DamagedRun(f"checkpoint file {path} is damaged: {type(err).__name__}: {err}") from err
 
 
-def save_checkpoint(run_dir: Path, trainable: dict, optimizer: dict, iteration: int, keep_every: int) -> None:
+def save_checkpoint(
+    run_dir: Path, trainable: dict, optimizer: dict, iteration: int, keep_every: int
+) -> None:
     """Write checkpoint `iteration`, point latest.json at it, drop the previous unless kept."""
     root = run_dir / "checkpoints"
     folder = f"iter-{iteration:06d}"

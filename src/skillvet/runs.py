@@ -67,7 +67,9 @@ class Run:
 
 
 def optimizer(policy: Policy, cfg: Config) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(policy.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    return torch.optim.AdamW(
+        policy.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+    )
 
 
 def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = None) -> Run:
@@ -93,7 +95,10 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
         texts_demos = (demos.demos if demos else []) or expert_demos(
             source, train_tasks[: cfg.model.tiny.tokenizer_tasks], cfg.sampling.history_length
         )
-        texts = [chatml_text(d.prompt, d.answer) for d in texts_demos[: 50 * cfg.model.tiny.tokenizer_tasks]]
+        texts = [
+            chatml_text(d.prompt, d.answer)
+            for d in texts_demos[: 50 * cfg.model.tiny.tokenizer_tasks]
+        ]
         base = str(build_tiny(texts, cfg.model.tiny, path / "model-init", cfg.run.seed))
     else:
         base = resolve(cfg.model.name)
@@ -114,7 +119,10 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
 def _warm_start(run: Run, demos: WarmStartDemos, base: str) -> tuple[str, str | None]:
     """SFT on `demos` with its records (sft.jsonl, warm_start.json); the (base, adapter) saved."""
     cfg, path, policy = run.cfg, run.dir, run.policy
-    run.say(f"warm start: {len(demos.demos)} expert steps from {demos.tasks} tasks, {cfg.sft.steps} SFT steps")
+    run.say(
+        f"warm start: {len(demos.demos)} expert steps from {demos.tasks} tasks, {cfg.sft.steps} "
+        "SFT steps"
+    )
     with run.bar(total=cfg.sft.steps, desc="sft") as bar:
 
         def on_step(step: int, loss: float) -> None:
@@ -124,18 +132,38 @@ def _warm_start(run: Run, demos: WarmStartDemos, base: str) -> tuple[str, str | 
                 append_jsonl(path / "sft.jsonl", {"step": step, "loss": loss})
 
         def on_validation(v: Validation) -> None:
-            append_jsonl(path / "sft.jsonl", {"step": v.step, "val_loss": v.loss, "val_accuracy": v.accuracy})
-            run.say(f"sft step {v.step}: validation loss {v.loss:.4f}, action accuracy {v.accuracy:.1%}")
+            append_jsonl(
+                path / "sft.jsonl", {"step": v.step, "val_loss": v.loss, "val_accuracy": v.accuracy}
+            )
+            run.say(
+                f"sft step {v.step}: validation loss {v.loss:.4f}, action accuracy {v.accuracy:.1%}"
+            )
 
-        result = supervised(policy, demos.demos, cfg.sft, cfg.run.seed, on_step=on_step, val=demos.val,
-                            on_validation=on_validation)
+        result = supervised(
+            policy,
+            demos.demos,
+            cfg.sft,
+            cfg.run.seed,
+            on_step=on_step,
+            val=demos.val,
+            on_validation=on_validation,
+        )
     chosen = result.chosen
-    kept = (f"; kept the {cfg.sft.select} validation, step {chosen.step}: action accuracy "
-            f"{chosen.accuracy:.1%} on {len(demos.val)} held-out expert steps" if chosen else "")
+    kept = (
+        f"; kept the {cfg.sft.select} validation, step {chosen.step}: action accuracy "
+        f"{chosen.accuracy:.1%} on {len(demos.val)} held-out expert steps"
+        if chosen
+        else ""
+    )
     run.say(f"warm start done: loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}{kept}")
     if chosen is not None:
-        warm_start = {"select": cfg.sft.select, "step": chosen.step, "val_loss": chosen.loss,
-                      "val_accuracy": chosen.accuracy, "val_steps": len(demos.val)}
+        warm_start = {
+            "select": cfg.sft.select,
+            "step": chosen.step,
+            "val_loss": chosen.loss,
+            "val_accuracy": chosen.accuracy,
+            "val_steps": len(demos.val),
+        }
         (path / "warm_start.json").write_text(json.dumps(warm_start, indent=2) + "\n")
     saved = str(path / "model-sft")
     policy.save(saved)
@@ -152,7 +180,9 @@ def resume_run(run_dir: str | Path, quiet: bool = False) -> Run:
     if cfg.model.threads:
         torch.set_num_threads(cfg.model.threads)
     policy = load_policy_from_start(path, cfg)
-    run = Run(cfg, path, make_source(cfg.env), policy, optimizer(policy, cfg), quiet=quiet, held=held)
+    run = Run(
+        cfg, path, make_source(cfg.env), policy, optimizer(policy, cfg), quiet=quiet, held=held
+    )
     latest = latest_checkpoint(path)
     if latest is not None:
         run.start_iteration, ckpt = latest
@@ -167,8 +197,13 @@ def resume_run(run_dir: str | Path, quiet: bool = False) -> Run:
 
 
 def save_checkpoint(run: Run, iteration: int) -> None:
-    save_checkpoint_files(run.dir, run.policy.trainable_state(), run.optimizer.state_dict(), iteration,
-                          run.cfg.train.keep_every)
+    save_checkpoint_files(
+        run.dir,
+        run.policy.trainable_state(),
+        run.optimizer.state_dict(),
+        iteration,
+        run.cfg.train.keep_every,
+    )
 
 
 def load_policy_from_start(run_dir: Path, cfg: Config) -> Policy:

@@ -19,7 +19,9 @@ def uniform_tasks(pool: Sequence[Task], count: int, rng: np.random.Generator) ->
     return [pool[i] for i in rng.choice(len(pool), count, replace=False)]
 
 
-def clustered_tasks(pool: Sequence[Task], count: int, k: int, rng: np.random.Generator) -> list[Task]:
+def clustered_tasks(
+    pool: Sequence[Task], count: int, k: int, rng: np.random.Generator
+) -> list[Task]:
     """`count` tasks in count/k clusters of k tasks of one type (distinct types while they last;
     a type drawn twice gives distinct tasks to both clusters)."""
     by_type: dict[str, list[Task]] = {}

@@ -8,8 +8,8 @@ Messages go through the model's own chat template; generation is the policy's sa
 stop string (the agent's format); answers otherwise end at end of turn or `max_tokens`. Every
 failure gets a JSON error body (OpenAI's shape): 400 for a bad field or a prompt longer than the
 model's context, 401 without the `--api-key`, 413 for a body over 1 MB, 500 for anything else.
-A client that stops sending mid-request is cut off after `timeout` seconds. This is what the HTTP teacher talks to in
-tests, and a way to put a trained agent behind an API.
+A client that stops sending mid-request is cut off after `timeout` seconds. This is what the
+HTTP teacher talks to in tests, and a way to put a trained agent behind an API.
 """
 
 from __future__ import annotations
@@ -36,28 +36,53 @@ def _validated(request: object, max_tokens_limit: int) -> dict:
     if not isinstance(request, dict):
         raise ValueError("the body must be a JSON object")
     messages = request.get("messages")
-    if not isinstance(messages, list) or not messages or not all(
-        isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") in ("system", "user", "assistant")
-        for m in messages
+    if (
+        not isinstance(messages, list)
+        or not messages
+        or not all(
+            isinstance(m, dict)
+            and isinstance(m.get("content"), str)
+            and m.get("role") in ("system", "user", "assistant")
+            for m in messages
+        )
     ):
         raise ValueError("messages must be a non-empty list of {role, content}")
     max_tokens = request.get("max_tokens") or 256
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= max_tokens_limit:
+    if (
+        isinstance(max_tokens, bool)
+        or not isinstance(max_tokens, int)
+        or not 1 <= max_tokens <= max_tokens_limit
+    ):
         raise ValueError(f"max_tokens must be an integer in [1, {max_tokens_limit}]")
     temperature = request.get("temperature", 1.0)
-    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not math.isfinite(temperature):
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or not math.isfinite(temperature)
+    ):
         raise ValueError("temperature must be a number")
     if not (temperature == 0 or 1e-3 <= temperature <= 100):
         raise ValueError("temperature must be 0 (greedy) or in [0.001, 100]")
     seed = request.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63
+    ):
         raise ValueError("seed must be an integer in [0, 2**63)")
     stop = request.get("stop")
-    if stop is not None and not isinstance(stop, str) and not (isinstance(stop, list) and all(isinstance(x, str) for x in stop)):
+    if (
+        stop is not None
+        and not isinstance(stop, str)
+        and not (isinstance(stop, list) and all(isinstance(x, str) for x in stop))
+    ):
         raise ValueError("stop must be a string or a list of strings")
     stops = [stop] if isinstance(stop, str) else list(stop or [])
-    return {"messages": messages, "max_tokens": max_tokens, "temperature": float(temperature), "seed": seed,
-            "stops": stops}
+    return {
+        "messages": messages,
+        "max_tokens": max_tokens,
+        "temperature": float(temperature),
+        "seed": seed,
+        "stops": stops,
+    }
 
 
 @dataclass
@@ -82,8 +107,9 @@ class _Backend:
             generator = torch.Generator(device=self.policy.device).manual_seed(seed)
         stop_text = STOP_TEXT if STOP_TEXT in fields["stops"] else None
         with self.lock:
-            return self.policy.generate([ids], fields["max_tokens"], fields["temperature"],
-                                        generator, stop_text=stop_text)[0]
+            return self.policy.generate(
+                [ids], fields["max_tokens"], fields["temperature"], generator, stop_text=stop_text
+            )[0]
 
 
 class _Server(ThreadingHTTPServer):
@@ -101,13 +127,18 @@ def _completion(model_name: str, ids: list[int], gen) -> dict:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model_name,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": gen.text},
-            "finish_reason": "stop" if gen.finish in ("stop", "eos") else "length",
-        }],
-        "usage": {"prompt_tokens": len(ids), "completion_tokens": len(gen.ids),
-                  "total_tokens": len(ids) + len(gen.ids)},
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": gen.text},
+                "finish_reason": "stop" if gen.finish in ("stop", "eos") else "length",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": len(ids),
+            "completion_tokens": len(gen.ids),
+            "total_tokens": len(ids) + len(gen.ids),
+        },
     }
 
 
@@ -172,13 +203,17 @@ class _Handler(BaseHTTPRequestHandler):
         backend = self.server.backend
         text = backend.policy.tokenizer.apply_chat_template(
             [{"role": m["role"], "content": m["content"]} for m in fields["messages"]],
-            tokenize=False, add_generation_prompt=True,
+            tokenize=False,
+            add_generation_prompt=True,
         )
         ids = backend.policy.tokenizer(text, add_special_tokens=False)["input_ids"]
         if backend.context and len(ids) + fields["max_tokens"] > backend.context:
-            self._error(400, f"the prompt ({len(ids)} tokens) and max_tokens "
-                             f"({fields['max_tokens']}) exceed the model's context of "
-                             f"{backend.context} tokens")
+            self._error(
+                400,
+                f"the prompt ({len(ids)} tokens) and max_tokens "
+                f"({fields['max_tokens']}) exceed the model's context of "
+                f"{backend.context} tokens",
+            )
             return
         gen = backend.generate(ids, fields)
         self._send(200, _completion(backend.model_name, ids, gen))
@@ -205,9 +240,15 @@ class _Handler(BaseHTTPRequestHandler):
             return None
 
 
-def make_server(policy: Policy, model_name: str, host: str = "127.0.0.1", port: int = 8000,
-                max_tokens_limit: int = 1024, api_key: str | None = None,
-                timeout: float = 30.0) -> ThreadingHTTPServer:
+def make_server(
+    policy: Policy,
+    model_name: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_tokens_limit: int = 1024,
+    api_key: str | None = None,
+    timeout: float = 30.0,
+) -> ThreadingHTTPServer:
     """The server, not yet serving. With `api_key`, a request must carry
     `Authorization: Bearer KEY`. A client gets `timeout` seconds for each read of its request,
     then the connection is closed."""

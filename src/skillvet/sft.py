@@ -67,11 +67,19 @@ def expert_demos(
     for task in tasks:
         plan = source.expert(task)
 
-        def repeat(k: int, result: StepResult, taken: list[str], plan: list[str] = plan) -> str | None:
+        def repeat(
+            k: int, result: StepResult, taken: list[str], plan: list[str] = plan
+        ) -> str | None:
             previous = taken[-1] if taken else None
             room = max_steps is None or len(taken) + 1 + len(plan) - k <= max_steps
-            if (recovery > 0 and previous is not None and result.admissible and room
-                    and previous not in result.admissible and rng.random() < recovery):
+            if (
+                recovery > 0
+                and previous is not None
+                and result.admissible
+                and room
+                and previous not in result.admissible
+                and rng.random() < recovery
+            ):
                 return previous
             return None
 
@@ -82,16 +90,31 @@ def expert_demos(
             demos.append(_demo(task, played.before, history, played.due, shown, history_length))
             after = episode.steps[i + 1].before if i + 1 < len(episode.steps) else episode.last
             if played.detour and after.action_valid:
-                raise RuntimeError(f"{source.name}: {played.action!r} was not listed as admissible yet changed the state")
+                raise RuntimeError(
+                    f"{source.name}: {played.action!r} was not listed as admissible yet changed "
+                    "the state"
+                )
             history.append(Turn(played.action, after.observation))
     return demos
 
 
-def _demo(task: Task, result: StepResult, history: Sequence[Turn], action: str, shown: Sequence[str],
-          history_length: int) -> Demo:
+def _demo(
+    task: Task,
+    result: StepResult,
+    history: Sequence[Turn],
+    action: str,
+    shown: Sequence[str],
+    history_length: int,
+) -> Demo:
     """The demonstration of `action` at the step `result` shows, after `history`."""
-    prompt = build_prompt(result.task, result.observation, history, result.admissible, skills=shown,
-                          history_length=history_length)
+    prompt = build_prompt(
+        result.task,
+        result.observation,
+        history,
+        result.admissible,
+        skills=shown,
+        history_length=history_length,
+    )
     return Demo(prompt, answer_text(action), task.task_type)
 
 
@@ -100,7 +123,10 @@ def check_task_types(cfg: SftConfig, known: Sequence[str], split: str) -> None:
     otherwise be left out without a word)."""
     unknown = sorted(set(cfg.types) - set(known))
     if unknown:
-        raise ValueError(f"sft.types: {unknown} are not task types of the {split} split; it has {sorted(set(known))}")
+        raise ValueError(
+            f"sft.types: {unknown} are not task types of the {split} split; it has "
+            f"{sorted(set(known))}"
+        )
 
 
 def expert_attempts(source: TaskSource, tasks: Sequence[Task]) -> list[Attempt]:
@@ -109,7 +135,9 @@ def expert_attempts(source: TaskSource, tasks: Sequence[Task]) -> list[Attempt]:
     for task in tasks:
         episode = play_expert(source, task)
         actions = tuple(p.action for p in episode.steps)
-        out.append(Attempt(task.id, episode.first.task, actions, (True,) * len(actions), episode.last.won))
+        out.append(
+            Attempt(task.id, episode.first.task, actions, (True,) * len(actions), episode.last.won)
+        )
     return out
 
 
@@ -136,7 +164,8 @@ def skill_demos(
     for task, attempt in zip(tasks, expert_attempts(source, tasks)):
         by_type.setdefault(task.task_type, []).append(attempt)
     procedures = {
-        t: rule_skill([a for a in group if a.won][:cluster_size] or group[:1], t).text() for t, group in by_type.items()
+        t: rule_skill([a for a in group if a.won][:cluster_size] or group[:1], t).text()
+        for t, group in by_type.items()
     }
     types = sorted(procedures)
 
@@ -153,7 +182,10 @@ def skill_demos(
     for _ in range(writing):
         t = types[int(rng.integers(len(types)))]
         group = by_type[t]
-        chosen = [group[int(i)] for i in rng.choice(len(group), size=min(cluster_size, len(group)), replace=False)]
+        chosen = [
+            group[int(i)]
+            for i in rng.choice(len(group), size=min(cluster_size, len(group)), replace=False)
+        ]
         demos.append(Demo(induction_prompt(chosen), rule_skill(chosen, t).lines(), t))
     return demos
 
@@ -191,8 +223,13 @@ class SftResult:
 
 
 @torch.no_grad()
-def validate(policy: Policy, prompts: Sequence[list[int]], answers: Sequence[list[int]], step: int,
-             batch_size: int = 64) -> Validation:
+def validate(
+    policy: Policy,
+    prompts: Sequence[list[int]],
+    answers: Sequence[list[int]],
+    step: int,
+    batch_size: int = 64,
+) -> Validation:
     """Teacher-forced loss and action accuracy of `policy` on encoded demonstrations."""
     was_training = policy.model.training
     policy.model.eval()
@@ -227,7 +264,7 @@ class _Keeper:
         self.validations.append(measured)
         if _better(measured, self.best):
             self.best = measured
-            keep = self.select == "best" and measured.step < self.last_step  # the last step's are held
+            keep = self.select == "best" and measured.step < self.last_step  # else held anyway
             self.best_state = self.policy.trainable_state() if keep else None
 
     def finish(self) -> Validation | None:
@@ -269,7 +306,9 @@ def supervised(
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg.steps, cfg.lr)
         idx = rng.choice(len(demos), size=min(cfg.batch_size, len(demos)), replace=False)
-        logp_all, tokens, mask = policy.answer_distributions([prompts[i] for i in idx], [answers[i] for i in idx])
+        logp_all, tokens, mask = policy.answer_distributions(
+            [prompts[i] for i in idx], [answers[i] for i in idx]
+        )
         logp = logp_all.gather(-1, tokens[..., None]).squeeze(-1)
         loss = -(logp * mask).sum() / mask.sum()
         if not torch.isfinite(loss):
@@ -301,7 +340,9 @@ class WarmStartDemos:
     """Train tasks the demonstrations come from."""
 
 
-def warm_start_demos(cfg: Config, source: TaskSource, train_tasks: Sequence[Task]) -> WarmStartDemos:
+def warm_start_demos(
+    cfg: Config, source: TaskSource, train_tasks: Sequence[Task]
+) -> WarmStartDemos:
     """Every demonstration of a run's warm start, as `cfg.sft` asks: the expert's steps on the
     first `sft.tasks` train tasks (of `sft.types`, if given) with their recovery steps, the skill
     reading and writing demonstrations, and the next `sft.val_tasks` tasks' steps held out."""
@@ -310,9 +351,23 @@ def warm_start_demos(cfg: Config, source: TaskSource, train_tasks: Sequence[Task
     pool = [t for t in train_tasks if not sft.types or t.task_type in set(sft.types)]
     tasks, held_out = pool[: sft.tasks], pool[sft.tasks : sft.tasks + sft.val_tasks]
     history = cfg.sampling.history_length
-    demos = expert_demos(source, tasks, history, recovery=sft.recovery, seed=cfg.run.seed,
-                         max_steps=cfg.env.max_steps)
+    demos = expert_demos(
+        source,
+        tasks,
+        history,
+        recovery=sft.recovery,
+        seed=cfg.run.seed,
+        max_steps=cfg.env.max_steps,
+    )
     if sft.skills_share > 0 or sft.writing_demos > 0:
-        demos += skill_demos(source, tasks, sft.skills_share, sft.writing_demos, cfg.skills.cluster_size,
-                             history, cfg.run.seed, other_skills=sft.other_skills)
+        demos += skill_demos(
+            source,
+            tasks,
+            sft.skills_share,
+            sft.writing_demos,
+            cfg.skills.cluster_size,
+            history,
+            cfg.run.seed,
+            other_skills=sft.other_skills,
+        )
     return WarmStartDemos(demos, expert_demos(source, held_out, history), len(tasks))

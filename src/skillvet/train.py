@@ -82,11 +82,19 @@ def run_eval(run: Run, iteration: int, stage: str) -> dict:
             skills=run.vetting.skills_fn(run.policy) if run.vetting is not None else None,
             skills_section=run.vetting is not None,
         )
-    record = {"iteration": iteration, "stage": stage, "seconds": round(time.time() - t0, 2), **summary}
+    record = {
+        "iteration": iteration,
+        "stage": stage,
+        "seconds": round(time.time() - t0, 2),
+        **summary,
+    }
     append_jsonl(run.path("eval.jsonl"), record)
     if run.loggers is not None:
         run.loggers.log("eval", record, iteration)
-    run.say(f"eval {stage} (iteration {iteration}) on {cfg.env.eval_split}: success {format_summary(summary)}")
+    run.say(
+        f"eval {stage} (iteration {iteration}) on {cfg.env.eval_split}: success "
+        f"{format_summary(summary)}"
+    )
     return record
 
 
@@ -105,8 +113,11 @@ def train_iteration(run: Run, iteration: int) -> dict:
     skill_stats: dict = {}
     if vetting is None:
         k = cfg.train.task_clusters
-        tasks = (clustered_tasks(pool, cfg.train.tasks_per_iteration, k, rng) if k
-                 else uniform_tasks(pool, cfg.train.tasks_per_iteration, rng))
+        tasks = (
+            clustered_tasks(pool, cfg.train.tasks_per_iteration, k, rng)
+            if k
+            else uniform_tasks(pool, cfg.train.tasks_per_iteration, rng)
+        )
         generator = torch.Generator(device=run.policy.device).manual_seed(_seed(cfg, iteration, 1))
         episodes = rollout(
             run.policy,
@@ -120,13 +131,17 @@ def train_iteration(run: Run, iteration: int) -> dict:
         )
     else:  # SAPO: base half, induce, augmented half, utility
         tasks = vetting.sample_tasks(pool, rng)
-        episodes, skill_stats = vetting.play(run.policy, run.source, tasks, iteration, _seed(cfg, iteration, 1))
+        episodes, skill_stats = vetting.play(
+            run.policy, run.source, tasks, iteration, _seed(cfg, iteration, 1)
+        )
     t_rollout = time.time() - t0
 
     rows = compute_advantages(episodes, cfg.algo)  # both halves pooled: one group of N per task
     generator_rows = None
     if vetting is not None and iteration % cfg.skills.promote_every == 0:
-        generator_rows, promoted = vetting.promote(run.policy, iteration, run.source, pool, _seed(cfg, iteration, 4))
+        generator_rows, promoted = vetting.promote(
+            run.policy, iteration, run.source, pool, _seed(cfg, iteration, 4)
+        )
         skill_stats.update(promoted)
     warm = cfg.train.warmup_iterations
     lr = cfg.train.lr * (min(1.0, iteration / warm) if warm else 1.0)
@@ -159,7 +174,9 @@ def train_iteration(run: Run, iteration: int) -> dict:
         "samples": len(rows.prompts),
         "step_group_size_mean": float(sizes.mean()) if len(sizes) else 0.0,
         "step_group_singleton_share": float((sizes == 1).mean()) if len(sizes) else 0.0,
-        "step_group_size_hist": np.bincount(np.minimum(sizes, 16), minlength=17)[1:].tolist() if len(sizes) else [],
+        "step_group_size_hist": np.bincount(np.minimum(sizes, 16), minlength=17)[1:].tolist()
+        if len(sizes)
+        else [],
         "advantage_abs_mean": float(np.abs(rows.advantages).mean()) if len(sizes) else 0.0,
         "zero_signal_share": zero_signal_share(rows.advantages, rows.groups),
         "loss": learned["loss"],
@@ -203,17 +220,26 @@ def _train(run: Run) -> dict:
     evals = read_jsonl(run.path("eval.jsonl"))
     if cfg.eval.before and not any(r["stage"] == "before" for r in evals):
         run_eval(run, 0, "before")
-    with run.bar(total=cfg.train.iterations, initial=run.start_iteration, desc=f"{cfg.algo.estimator}") as bar:
+    with run.bar(
+        total=cfg.train.iterations, initial=run.start_iteration, desc=f"{cfg.algo.estimator}"
+    ) as bar:
         for iteration in range(run.start_iteration + 1, cfg.train.iterations + 1):
             record = train_iteration(run, iteration)
             if iteration % cfg.train.checkpoint_every == 0 or iteration == cfg.train.iterations:
                 save_checkpoint(run, iteration)
             bar.update(1)
-            bar.set_postfix(success=f"{record['train_success']:.2f}", zero_signal=f"{record['zero_signal_share']:.2f}",
-                            kl=f"{record['kl']:.3f}")
+            bar.set_postfix(
+                success=f"{record['train_success']:.2f}",
+                zero_signal=f"{record['zero_signal_share']:.2f}",
+                kl=f"{record['kl']:.3f}",
+            )
             if run.quiet:
                 run.say(iteration_line(record, cfg.train.iterations, run))
-            if cfg.train.eval_every and iteration % cfg.train.eval_every == 0 and iteration < cfg.train.iterations:
+            if (
+                cfg.train.eval_every
+                and iteration % cfg.train.eval_every == 0
+                and iteration < cfg.train.iterations
+            ):
                 run_eval(run, iteration, "during")
     evals = read_jsonl(run.path("eval.jsonl"))
     after = next((r for r in evals if r["stage"] == "after"), None)
@@ -242,14 +268,19 @@ def _train(run: Run) -> dict:
 
 def iteration_line(record: dict, iterations: int, run: Run) -> str:
     """The one line `--quiet` prints per iteration."""
-    line = (f"iter {record['iteration']}/{iterations} success {record['train_success']:.3f} "
-            f"reward {record['reward']:.2f} len {record['episode_length']:.1f} "
-            f"invalid {record['invalid_rate']:.3f} zero-signal {record['zero_signal_share']:.2f} "
-            f"kl {record['kl']:.4f} "
-            f"rollout {record['time_rollout_s']:.1f}s learner {record['time_learner_s']:.1f}s")
+    line = (
+        f"iter {record['iteration']}/{iterations} success {record['train_success']:.3f} "
+        f"reward {record['reward']:.2f} len {record['episode_length']:.1f} "
+        f"invalid {record['invalid_rate']:.3f} zero-signal {record['zero_signal_share']:.2f} "
+        f"kl {record['kl']:.4f} "
+        f"rollout {record['time_rollout_s']:.1f}s learner {record['time_learner_s']:.1f}s"
+    )
     if run.vetting is not None:
-        line += (f" | skills U {record['skills_U']} base {record['skills_base_success']:.2f}"
-                 f" aug {record['skills_augmented_success']:.2f} bank {run.vetting.bank.counts()['promoted']}")
+        line += (
+            f" | skills U {record['skills_U']} base {record['skills_base_success']:.2f}"
+            f" aug {record['skills_augmented_success']:.2f} bank "
+            f"{run.vetting.bank.counts()['promoted']}"
+        )
     return line
 
 
@@ -267,12 +298,20 @@ def no_signal_warning(metrics: list[dict]) -> str | None:
     if not metrics or any(m.get("zero_signal_share", 0.0) < 1.0 for m in metrics):
         return None
     success = float(np.mean([m["train_success"] for m in metrics]))
-    cause = ("no rollout ever succeeded" if success == 0.0 else "every rollout succeeded" if success == 1.0
-             else "every group's rollouts scored alike")
-    return (f"no learning signal in any of the {len(metrics)} iterations: in every group {cause} "
-            f"(train success {success:.1%}), so every advantage and the policy-gradient loss were 0 and only "
-            f"the KL term moved the policy. Start from a stronger warm start (sft.steps, sft.recovery; "
-            f"see its validation accuracy in sft.jsonl) or give the tasks more steps (env.max_steps).")
+    cause = (
+        "no rollout ever succeeded"
+        if success == 0.0
+        else "every rollout succeeded"
+        if success == 1.0
+        else "every group's rollouts scored alike"
+    )
+    return (
+        f"no learning signal in any of the {len(metrics)} iterations: in every group {cause} "
+        f"(train success {success:.1%}), so every advantage and the policy-gradient loss were 0 "
+        "and only "
+        f"the KL term moved the policy. Start from a stronger warm start (sft.steps, sft.recovery; "
+        f"see its validation accuracy in sft.jsonl) or give the tasks more steps (env.max_steps)."
+    )
 
 
 def main_train(cfg: Config | None, resume: str | None, quiet: bool) -> dict:

@@ -54,7 +54,9 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     if origin is Literal:
         allowed = typing.get_args(tp)
         if value not in allowed:
-            raise ConfigError(f"{key}: must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+            raise ConfigError(
+                f"{key}: must be one of {', '.join(map(repr, allowed))}, got {value!r}"
+            )
         return value
     if origin in (list, tuple, dict):
         return _convert_container(tp, value, key)

@@ -50,7 +50,9 @@ def make_source(cfg: EnvConfig) -> TaskSource:
         workers = cores() if cfg.workers is None else cfg.workers
         if workers == 0:
             return AlfworldSource(cfg.data, max_steps=cfg.max_steps)
-        return ProcessSource(functools.partial(AlfworldSource, cfg.data, cfg.max_steps), workers=workers)
+        return ProcessSource(
+            functools.partial(AlfworldSource, cfg.data, cfg.max_steps), workers=workers
+        )
     if cfg.name == "textworld":
         from skillvet.envs.textworld import TextworldSource
 
@@ -89,8 +91,12 @@ def _plugin(cfg: EnvConfig) -> TaskSource:
     if not callable(factory):
         raise ValueError(f"env.name {cfg.name!r}: {module_name} has no function {attr}")
     source = factory(cfg)
-    missing = [m for m in ("splits", "tasks", "make", "expert") if not callable(getattr(source, m, None))]
+    missing = [
+        m for m in ("splits", "tasks", "make", "expert") if not callable(getattr(source, m, None))
+    ]
     if missing or not isinstance(getattr(source, "name", None), str):
-        raise ValueError(f"env.name {cfg.name!r}: {attr} returned {type(source).__name__}, which lacks "
-                         f"{', '.join(missing) or 'a name'} of the task-source protocol (skillvet.envs.protocol)")
+        raise ValueError(
+            f"env.name {cfg.name!r}: {attr} returned {type(source).__name__}, which lacks "
+            f"{', '.join(missing) or 'a name'} of the task-source protocol (skillvet.envs.protocol)"
+        )
     return source

@@ -1,4 +1,5 @@
-"""Sokoban rooms from gym-sokoban's generator, played as text grids (`pip install skillvet[sokoban]`).
+"""Sokoban rooms from gym-sokoban's generator, played as text grids
+(`pip install skillvet[sokoban]`).
 
 Only the generator is used (`gym_sokoban/envs/room_utils.py`, loaded from its file so that the
 package's gym registration is not needed). The moves are up, down, left and right; a move into

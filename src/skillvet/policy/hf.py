@@ -98,7 +98,9 @@ class Policy:
     # ---------------------------------------------------------------- loading and saving
 
     @classmethod
-    def load(cls, folder: str | Path, cfg: ModelConfig, adapter: str | Path | None = None) -> Policy:
+    def load(
+        cls, folder: str | Path, cfg: ModelConfig, adapter: str | Path | None = None
+    ) -> Policy:
         """Base weights from `folder` (or hub id); with `adapter`, LoRA weights saved by `save`."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -123,18 +125,32 @@ class Policy:
                     r=cfg.lora_rank,
                     lora_alpha=cfg.lora_alpha,
                     lora_dropout=0.0,
-                    target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                    target_modules=[
+                        "q_proj",
+                        "k_proj",
+                        "v_proj",
+                        "o_proj",
+                        "gate_proj",
+                        "up_proj",
+                        "down_proj",
+                    ],
                     task_type="CAUSAL_LM",
                 )
                 model = get_peft_model(model, lora)
             for param in model.parameters():
                 if param.requires_grad:
                     param.data = param.data.float()
-        if cfg.gradient_checkpointing:  # renamed in transformers 5.2x; older versions have the first name
+        if (
+            cfg.gradient_checkpointing
+        ):  # renamed in transformers 5.2x; older versions have the first name
             if hasattr(model, "activation_checkpointing_enable"):
-                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+                model.activation_checkpointing_enable(
+                    activation_checkpointing_kwargs={"use_reentrant": False}
+                )
             else:
-                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                model.gradient_checkpointing_enable(
+                    gradient_checkpointing_kwargs={"use_reentrant": False}
+                )
         return cls(model, tokenizer, cfg, str(folder))
 
     def save(self, out: str | Path) -> None:
@@ -207,8 +223,14 @@ class Policy:
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
         with self.autocast():
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                             use_cache=True, logits_to_keep=1)
+            out = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=pos,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
         logits = out.logits[:, -1, :].float()
         enders = self._stop_ender_mask(stop_text, logits.shape[-1]) if stop_text else None
         rows = list(range(len(prompts)))  # original index of each live row in the batch
@@ -218,15 +240,20 @@ class Policy:
         for _ in range(max_new_tokens):
             token, token_logp = self._sample(logits, temperature, generator, row_generators, rows)
             step_logps.append((rows, token_logp))
-            ends = enders[token] if enders is not None else torch.zeros_like(token, dtype=torch.bool)
+            ends = (
+                enders[token] if enders is not None else torch.zeros_like(token, dtype=torch.bool)
+            )
             tokens, can_stop = torch.stack([token, ends.long()]).tolist()  # one transfer per step
             keep: list[int] = []
             for b, (i, t) in enumerate(zip(rows, tokens)):
                 sampled[i].append(t)
                 if t in self.eos_ids:
                     finish[i] = "eos"
-                elif can_stop[b] and stop_text and stop_text in self.tokenizer.decode(
-                    sampled[i][-8:], skip_special_tokens=True
+                elif (
+                    can_stop[b]
+                    and stop_text
+                    and stop_text
+                    in self.tokenizer.decode(sampled[i][-8:], skip_special_tokens=True)
                 ):
                     finish[i] = "stop"
                 else:
@@ -241,8 +268,13 @@ class Policy:
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
             pos = pos[:, -1:] + 1
             with self.autocast():
-                out = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=pos,
-                                 past_key_values=cache, use_cache=True)
+                out = self.model(
+                    input_ids=token[:, None],
+                    attention_mask=mask,
+                    position_ids=pos,
+                    past_key_values=cache,
+                    use_cache=True,
+                )
             logits = out.logits[:, -1, :].float()
         logps: list[list[float]] = [[] for _ in prompts]
         for step_rows, values in step_logps:
@@ -254,13 +286,19 @@ class Policy:
         ]
 
     @staticmethod
-    def _sample(logits: torch.Tensor, temperature: float, generator: torch.Generator | None,
-                row_generators: Sequence[torch.Generator] | None, rows: Sequence[int]
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _sample(
+        logits: torch.Tensor,
+        temperature: float,
+        generator: torch.Generator | None,
+        row_generators: Sequence[torch.Generator] | None,
+        rows: Sequence[int],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(token_B, its log-prob_B) drawn from `logits` (greedy at temperature 0)."""
         if temperature > 0 and row_generators is not None:
             logp = torch.log_softmax(logits / temperature, dim=-1)
-            u = torch.stack([torch.rand((), generator=row_generators[i]) for i in rows]).to(logits.device)
+            u = torch.stack([torch.rand((), generator=row_generators[i]) for i in rows]).to(
+                logits.device
+            )
             cdf = logp.exp().cumsum(-1)
             token = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(-1)
             token = token.clamp(max=cdf.shape[-1] - 1)
@@ -286,12 +324,21 @@ class Policy:
     # ---------------------------------------------------------------- scoring
 
     def _response_distributions(
-        self, model, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], temperature: float
+        self,
+        model,
+        prompts: Sequence[Sequence[int]],
+        responses: Sequence[Sequence[int]],
+        temperature: float,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(log-softmax over the vocabulary BTV, response tokens BT, mask BT) at the response positions."""
+        """(log-softmax over the vocabulary BTV, response tokens BT, mask BT) at the response
+        positions."""
         width = max(len(r) for r in responses)
         # the shared head's cache would be recomputed without grad under checkpointing: none then
-        shared = shared_prefix_length(prompts) if len(prompts) > 1 and not self.cfg.gradient_checkpointing else 0
+        shared = (
+            shared_prefix_length(prompts)
+            if len(prompts) > 1 and not self.cfg.gradient_checkpointing
+            else 0
+        )
         if shared:
             # The rows' common head (chat header, task, skills block) goes through the model once,
             # and every row continues from its keys and values: gradients reach the head's
@@ -326,9 +373,16 @@ class Policy:
         return logp_all, ids[:, -width:], resp_mask
 
     def _forward_response(
-        self, model, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], temperature: float, entropy: bool
+        self,
+        model,
+        prompts: Sequence[Sequence[int]],
+        responses: Sequence[Sequence[int]],
+        temperature: float,
+        entropy: bool,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        logp_all, targets, resp_mask = self._response_distributions(model, prompts, responses, temperature)
+        logp_all, targets, resp_mask = self._response_distributions(
+            model, prompts, responses, temperature
+        )
         logp = logp_all.gather(-1, targets[..., None]).squeeze(-1)
         ent = -(logp_all.exp() * logp_all).sum(-1) if entropy else None
         return logp, ent, resp_mask
@@ -355,7 +409,10 @@ class Policy:
 
     @torch.no_grad()
     def ref_logprobs(
-        self, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], temperature: float = 1.0
+        self,
+        prompts: Sequence[Sequence[int]],
+        responses: Sequence[Sequence[int]],
+        temperature: float = 1.0,
     ) -> torch.Tensor:
         """Log-probs of the same tokens under the frozen reference (start) model."""
         if self.lora:
@@ -367,7 +424,9 @@ class Policy:
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """The weights the optimizer changes (all of them, or the LoRA adapters), on CPU."""
-        return {n: p.detach().cpu().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+        return {
+            n: p.detach().cpu().clone() for n, p in self.model.named_parameters() if p.requires_grad
+        }
 
     def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
         params = dict(self.model.named_parameters())

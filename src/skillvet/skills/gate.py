@@ -51,7 +51,9 @@ def task_utility(base_P: Sequence[float], augmented_P: Sequence[float]) -> float
     return float(np.mean(augmented_P) - np.mean(base_P))
 
 
-def utility(base_KP: Sequence[Sequence[float]], augmented_KP: Sequence[Sequence[float]], confidence: float) -> Utility:
+def utility(
+    base_KP: Sequence[Sequence[float]], augmented_KP: Sequence[Sequence[float]], confidence: float
+) -> Utility:
     """U and its interval from K tasks' matched halves (rewards of pair p at [k][p])."""
     if len(base_KP) != len(augmented_KP) or not base_KP:
         raise ValueError("need the same tasks, at least one, in both halves")
@@ -84,31 +86,63 @@ def promotion(
 ) -> list[Decision]:
     """One promotion round: a decision (promoted or discarded) for every candidate."""
     if not gate:
-        return [Decision(c.id, "promoted", "no gate: every candidate is stored", {"U": c.utility}) for c in candidates]
+        return [
+            Decision(c.id, "promoted", "no gate: every candidate is stored", {"U": c.utility})
+            for c in candidates
+        ]
     ranked = sorted(candidates, key=lambda c: (-c.utility, c.id))
     n_top = math.ceil(top * len(ranked))
-    kept_E = list(np.asarray(bank_E, dtype=np.float32).reshape(len(bank_ids), -1)) if len(bank_ids) else []
+    kept_E = (
+        list(np.asarray(bank_E, dtype=np.float32).reshape(len(bank_ids), -1))
+        if len(bank_ids)
+        else []
+    )
     kept_ids = list(bank_ids)
     decisions = []
     for rank, c in enumerate(ranked):
         figures = {"U": c.utility, "lo": c.lo, "rank": rank + 1, "of": len(ranked)}
         if c.utility <= 0:
-            decisions.append(Decision(c.id, "discarded", f"U = {c.utility:+.3f} is not above 0", figures))
+            decisions.append(
+                Decision(c.id, "discarded", f"U = {c.utility:+.3f} is not above 0", figures)
+            )
             continue
         if rank >= n_top:
-            decisions.append(Decision(c.id, "discarded", f"rank {rank + 1} of {len(ranked)}: not in the top {top:.0%} by U", figures))
+            decisions.append(
+                Decision(
+                    c.id,
+                    "discarded",
+                    f"rank {rank + 1} of {len(ranked)}: not in the top {top:.0%} by U",
+                    figures,
+                )
+            )
             continue
         if require_lcb and not c.lo > 0:
-            decisions.append(Decision(c.id, "discarded", f"lower bound {c.lo:+.3f} is not above 0", figures))
+            decisions.append(
+                Decision(c.id, "discarded", f"lower bound {c.lo:+.3f} is not above 0", figures)
+            )
             continue
         if kept_E:
             sims = np.stack(kept_E) @ c.embedding
             j = int(np.argmax(sims))
             if sims[j] >= novelty:
                 figures["similarity"] = float(sims[j])
-                decisions.append(Decision(c.id, "discarded", f"not novel: similarity {sims[j]:.2f} to skill {kept_ids[j]}", figures))
+                decisions.append(
+                    Decision(
+                        c.id,
+                        "discarded",
+                        f"not novel: similarity {sims[j]:.2f} to skill {kept_ids[j]}",
+                        figures,
+                    )
+                )
                 continue
-        decisions.append(Decision(c.id, "promoted", f"U = {c.utility:+.3f} > 0, rank {rank + 1} of {len(ranked)}, novel", figures))
+        decisions.append(
+            Decision(
+                c.id,
+                "promoted",
+                f"U = {c.utility:+.3f} > 0, rank {rank + 1} of {len(ranked)}, novel",
+                figures,
+            )
+        )
         kept_E.append(c.embedding)
         kept_ids.append(c.id)
     return decisions
@@ -133,10 +167,21 @@ def pruning(
     median = float(np.median(known)) if known else None
     alive = []
     for sid, score, u in zip(ids, scores, utilities):
-        if (sid not in keep and median is not None and score is not None and len(known) >= 3
-                and score < median - margin):
-            decisions.append(Decision(sid, "pruned", f"score {score:.3f} below the bank's median {median:.3f} - {margin}",
-                                      {"score": score, "median": median}))
+        if (
+            sid not in keep
+            and median is not None
+            and score is not None
+            and len(known) >= 3
+            and score < median - margin
+        ):
+            decisions.append(
+                Decision(
+                    sid,
+                    "pruned",
+                    f"score {score:.3f} below the bank's median {median:.3f} - {margin}",
+                    {"score": score, "median": median},
+                )
+            )
         else:
             alive.append((sid, score, u))
     over = len(alive) - capacity
@@ -152,12 +197,20 @@ def pruning(
 
         what = "lowest score" if by_score else "lowest U (not every skill had a score)"
         for sid, score, u in sorted(candidates, key=key)[:over]:
-            decisions.append(Decision(sid, "pruned", f"bank over capacity {capacity}: {what}",
-                                      {"score": score, "U": u}))
+            decisions.append(
+                Decision(
+                    sid,
+                    "pruned",
+                    f"bank over capacity {capacity}: {what}",
+                    {"score": score, "U": u},
+                )
+            )
     return decisions
 
 
-def generator_weights(utilities: Sequence[float], promoted: Sequence[bool], discard_weight: float) -> np.ndarray:
+def generator_weights(
+    utilities: Sequence[float], promoted: Sequence[bool], discard_weight: float
+) -> np.ndarray:
     """The weights w of SAPO's generator loss -sum_s w_s * mean_token log pi(s | c), one per
     policy-written skill decided in a round, scaled so that sum |w| = 1 (all 0 when none count).
 

@@ -21,14 +21,47 @@ from skillvet.skills.text import Skill
 
 WRITE_INSTRUCTION = (
     "Write one short skill that would help an agent do tasks like these. Answer in exactly three "
-    "lines:\nTitle: <a few words>\nWhen: <which tasks it applies to>\nProcedure: <the steps, separated by ;>"
+    "lines:\nTitle: <a few words>\nWhen: <which tasks it applies to>\nProcedure: <the steps, "
+    "separated by ;>"
 )
 MAX_SHOWN_ACTIONS = 12
 
 _STOP = {
-    "a", "an", "the", "some", "put", "in", "on", "with", "and", "them", "it", "find", "two", "clean",
-    "hot", "cool", "cold", "examine", "look", "at", "under", "to", "of", "then", "heat", "place",
-    "your", "task", "is", "by", "using", "into", "onto", "from", "up",
+    "a",
+    "an",
+    "the",
+    "some",
+    "put",
+    "in",
+    "on",
+    "with",
+    "and",
+    "them",
+    "it",
+    "find",
+    "two",
+    "clean",
+    "hot",
+    "cool",
+    "cold",
+    "examine",
+    "look",
+    "at",
+    "under",
+    "to",
+    "of",
+    "then",
+    "heat",
+    "place",
+    "your",
+    "task",
+    "is",
+    "by",
+    "using",
+    "into",
+    "onto",
+    "from",
+    "up",
 }
 _TITLES = {
     "pick_and_place": "Pick and place",
@@ -59,7 +92,10 @@ def induction_prompt(attempts: Sequence[Attempt]) -> str:
         shown = list(a.actions[:MAX_SHOWN_ACTIONS])
         more = f" ... ({len(a.actions) - len(shown)} more)" if len(a.actions) > len(shown) else ""
         outcome = "success" if a.won else "failure"
-        parts.append(f"Task {i}: {a.goal.strip()}\nActions: {'; '.join(shown) or '(none)'}{more}\nOutcome: {outcome}")
+        parts.append(
+            f"Task {i}: {a.goal.strip()}\nActions: {'; '.join(shown) or '(none)'}{more}\nOutcome: "
+            f"{outcome}"
+        )
     return "\n\n".join(parts) + "\n\n" + WRITE_INSTRUCTION
 
 
@@ -88,7 +124,7 @@ def _abstract(action: str, x: str | None, y: str | None) -> str:
 def places_walked(attempts: Sequence[Attempt]) -> list[str]:
     """The places walked to in `attempts`, in general form ("go to cabinet 2": cabinet)."""
     walks = (_abstract(a, None, None) for at in attempts for a in at.actions)
-    return sorted({w[len("go to "):] for w in walks if w.startswith("go to ")})
+    return sorted({w[len("go to ") :] for w in walks if w.startswith("go to ")})
 
 
 def procedure(actions: Sequence[str], x: str | None, y: str | None) -> tuple[str, ...]:
@@ -102,7 +138,9 @@ def procedure(actions: Sequence[str], x: str | None, y: str | None) -> tuple[str
             step = "find X"
         elif step.startswith("go to") and nxt.startswith("use Y"):
             step = "find Y"
-        elif step.startswith(("open", "close", "look", "inventory", "examine")) and not step.endswith("Y"):
+        elif step.startswith(
+            ("open", "close", "look", "inventory", "examine")
+        ) and not step.endswith("Y"):
             continue
         if step.startswith("take X from"):
             step = "take X"
@@ -131,7 +169,8 @@ def rule_skill(attempts: Sequence[Attempt], task_type: str) -> Skill:
     wins = [a for a in attempts if a.won]
     if wins:
         sequences = Counter(
-            procedure([act for act, ok in zip(a.actions, a.valid) if ok], *goal_slots(a.goal)) for a in wins
+            procedure([act for act, ok in zip(a.actions, a.valid) if ok], *goal_slots(a.goal))
+            for a in wins
         )
         best = max(sequences.items(), key=lambda kv: (kv[1], -len(kv[0])))[0]
         return Skill(title, when, "; ".join(best))
@@ -144,14 +183,23 @@ def _lesson(attempts: Sequence[Attempt]) -> str:
     if steps and len(invalid) / steps > 0.5:
         common = [act for act, _ in Counter(invalid).most_common(2)]
         quoted = " and ".join(f"'{c}'" for c in common)
-        return (f"most actions were not possible (for example {quoted}); send only an action from the "
-                "admissible list, written exactly as listed")
+        return (
+            f"most actions were not possible (for example {quoted}); send only an action from the "
+            "admissible list, written exactly as listed"
+        )
     took = 0
     for a in attempts:
         x, _ = goal_slots(a.goal)
-        if x and any(ok and act.lower().startswith(f"take {x}") for act, ok in zip(a.actions, a.valid)):
+        if x and any(
+            ok and act.lower().startswith(f"take {x}") for act, ok in zip(a.actions, a.valid)
+        ):
             took += 1
     if took < len(attempts) / 2:
-        return ("X was not found: go to each receptacle in turn, open it if it is closed, and look "
-                "for X before taking it; do not take X from a place you have not seen it in")
-    return "after taking X, do what the task asks with X; go to Y and move X to Y before the steps run out"
+        return (
+            "X was not found: go to each receptacle in turn, open it if it is closed, and look "
+            "for X before taking it; do not take X from a place you have not seen it in"
+        )
+    return (
+        "after taking X, do what the task asks with X; go to Y and move X to Y before the steps "
+        "run out"
+    )

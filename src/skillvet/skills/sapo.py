@@ -40,7 +40,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,26 +53,22 @@ from skillvet.sampling import clustered_tasks
 from skillvet.skills.bank import Bank, Measurement, StoredSkill
 from skillvet.skills.embed import Embedder
 from skillvet.skills.gate import (
-    Candidate,
-    generator_weights,
     matched_rewards,
     pair_seeds,
-    promotion,
-    pruning,
     utility,
 )
-from skillvet.skills.induce import Attempt, induction_prompt, rule_skill
+from skillvet.skills.induce import Attempt
+from skillvet.skills.promote import promote_round, revet
 from skillvet.skills.score import likelihood, rerank, similar
-from skillvet.skills.teacher import HttpTeacher, TeacherError
+from skillvet.skills.teacher import HttpTeacher
 from skillvet.skills.text import (
     Skill,
     augmented_blocks,
-    fit_skill,
-    parse_skill,
     placebo_skill,
     skills_block,
 )
-from skillvet.types import Decision, Episode, GeneratorRows, Task
+from skillvet.skills.writer import Written, policy_share, write_candidate
+from skillvet.types import Episode, GeneratorRows, Task
 
 
 def attempt_of(e: Episode) -> Attempt:
@@ -84,17 +79,6 @@ def attempt_of(e: Episode) -> Attempt:
         valid=tuple(s.valid for s in e.steps),
         won=e.won,
     )
-
-
-@dataclass
-class Written:
-    skill: Skill
-    writer: str
-    reason: str
-    induction: dict | None = None
-    """Prompt and skill token ids, for policy-written skills (the generator loss)."""
-    fallback: bool = False
-    """The chosen writer failed and the rule inducer wrote it."""
 
 
 class SkillVetting:
@@ -118,7 +102,9 @@ class SkillVetting:
 
     # ---------------------------------------------------------------- retrieval
 
-    def retrieve(self, policy: Policy, bank: Sequence[StoredSkill], goal: str, task_type: str | None = None) -> list[StoredSkill]:
+    def retrieve(
+        self, policy: Policy, bank: Sequence[StoredSkill], goal: str, task_type: str | None = None
+    ) -> list[StoredSkill]:
         """The top-k of `bank` (promoted skills) for a task: cosine top-2k, re-ranked by the
         likelihood score. With `skills.match_type`, only skills of the task's type (or of no
         declared type) compete."""
@@ -136,15 +122,21 @@ class SkillVetting:
             scores = np.zeros(len(pool))
         return [bank[i] for i in rerank(pool, sims, scores, self.sk.rerank_weight, self.sk.top_k)]
 
-    def skills_fn(self, policy: Policy, retrieved: dict[str, list[StoredSkill]] | None = None,
-                  extra: dict[str, Skill] | None = None, matched: bool = False):
+    def skills_fn(
+        self,
+        policy: Policy,
+        retrieved: dict[str, list[StoredSkill]] | None = None,
+        extra: dict[str, Skill] | None = None,
+        matched: bool = False,
+    ):
         """`rollout`'s skills callback: the retrieved skills as a bounded, sanitized block.
         Retrievals are remembered in `retrieved` by task id. With `matched` (the halves of a
         vetting pair), the block leaves room for a candidate, and with `extra` (task id ->
         candidate) it is that same block with the task's candidate first
         (`skillvet.skills.text.augmented_blocks`)."""
         specials = list(policy.tokenizer.all_special_tokens)
-        bank = self.bank.skills("promoted")  # fixed for the rollout: promotion happens between rollouts
+        # fixed for the rollout: promotion happens between rollouts
+        bank = self.bank.skills("promoted")
 
         def fn(task: Task, goal: str) -> list[str]:
             if retrieved is not None and task.id in retrieved:
@@ -155,67 +147,45 @@ class SkillVetting:
                     retrieved[task.id] = found
             texts = [s.skill.text() for s in found]
             if not matched:
-                return skills_block(texts, self.sk.max_skill_chars, self.sk.max_block_chars, specials)
+                return skills_block(
+                    texts, self.sk.max_skill_chars, self.sk.max_block_chars, specials
+                )
             candidate = extra[task.id].text() if extra is not None and task.id in extra else ""
-            base, augmented = augmented_blocks(candidate, texts, self.sk.max_skill_chars, self.sk.max_block_chars, specials)
+            base, augmented = augmented_blocks(
+                candidate, texts, self.sk.max_skill_chars, self.sk.max_block_chars, specials
+            )
             return augmented if candidate else base
 
         return fn
 
-    # ---------------------------------------------------------------- writing
-
-    def policy_share(self, iteration: int) -> float:
-        if self.sk.writer == "teacher":
-            return 0.0
-        if self.sk.writer == "policy":
-            return 1.0
-        ramp = self.sk.policy_ramp * max(self.cfg.train.iterations, 1)
-        return min(1.0, (iteration - 1) / ramp) if ramp > 0 else 1.0
-
-    def write(self, policy: Policy, attempts: Sequence[Attempt], task_type: str, by_policy: bool, generator: torch.Generator) -> Written:
-        """One candidate for a cluster, from its writer, falling back to the rule inducer."""
-        rule = rule_skill(attempts, task_type)
-        shown: dict[str, Attempt] = {}
-        for a in attempts:  # one per task, a success when there is one
-            if a.task_id not in shown or (a.won and not shown[a.task_id].won):
-                shown[a.task_id] = a
-        prompt = induction_prompt(list(shown.values()))
-        if by_policy:
-            ids = policy.encode_prompt(prompt)
-            gen = policy.generate([ids], self.sk.max_skill_tokens, self.cfg.sampling.temperature,
-                                  generator, stop_text=None)[0]
-            skill = parse_skill(gen.text)
-            skill = fit_skill(skill, self.sk.max_skill_chars) if skill is not None else None
-            if skill is None:
-                return Written(rule, "rule", "the policy's answer held no Title/When/Procedure lines; rule inducer used", fallback=True)
-            return Written(skill, "policy", "written by the policy",
-                           {"prompt_ids": ids, "response_ids": gen.ids})
-        if self.teacher is not None:
-            try:
-                answer = self.teacher.complete(prompt)
-            except TeacherError as err:
-                return Written(rule, "rule", f"teacher failed ({err}); rule inducer used", fallback=True)
-            skill = parse_skill(answer)
-            skill = fit_skill(skill, self.sk.max_skill_chars) if skill is not None else None
-            if skill is None:
-                return Written(rule, "rule", "the teacher's answer held no Title/When/Procedure lines; rule inducer used", fallback=True)
-            return Written(skill, "teacher", f"written by the teacher {self.sk.teacher_model}")
-        return Written(rule, "rule", "written by the rule inducer")
-
     # ---------------------------------------------------------------- one iteration's rollouts
 
-    def play(self, policy: Policy, source: TaskSource, tasks: Sequence[Task], iteration: int, seed: int) -> tuple[list[Episode], dict]:
+    def play(
+        self, policy: Policy, source: TaskSource, tasks: Sequence[Task], iteration: int, seed: int
+    ) -> tuple[list[Episode], dict]:
         """N rollouts per task: the base half with the retrieved skills, then one candidate per
         cluster induced from it, then the augmented half with the candidate added; the
         candidates are stored with their measured utility. Returns all episodes and figures."""
         cfg, sk = self.cfg, self.sk
         half = cfg.train.group_size // 2
         seeds = pair_seeds(seed, len(tasks), half)
-        common = dict(max_new_tokens=cfg.sampling.max_action_tokens, temperature=cfg.sampling.temperature,
-                      history_length=cfg.sampling.history_length, sampling_seeds=seeds, skills_section=True)
+        common = dict(
+            max_new_tokens=cfg.sampling.max_action_tokens,
+            temperature=cfg.sampling.temperature,
+            history_length=cfg.sampling.history_length,
+            sampling_seeds=seeds,
+            skills_section=True,
+        )
         t0 = time.time()
         retrieved: dict[str, list[StoredSkill]] = {}
-        base = rollout(policy, source, tasks, half, skills=self.skills_fn(policy, retrieved, matched=True), **common)
+        base = rollout(
+            policy,
+            source,
+            tasks,
+            half,
+            skills=self.skills_fn(policy, retrieved, matched=True),
+            **common,
+        )
         t_base = time.time() - t0
 
         t1 = time.time()
@@ -226,18 +196,40 @@ class SkillVetting:
         written: list[Written] = []
         for c in range(len(tasks) // k):
             groups = range(c * k, (c + 1) * k)
-            attempts = [attempt_of(e) for e in base if e.group in groups and e.error is None and e.steps]
+            attempts = [
+                attempt_of(e) for e in base if e.group in groups and e.error is None and e.steps
+            ]
             if not attempts:
-                attempts = [Attempt(tasks[g].id, e.goal, (), (), False) for g in groups for e in base if e.group == g][:1]
-            written.append(self.write(policy, attempts, tasks[c * k].task_type, bool(rng.random() < share), writer_gen))
+                attempts = [
+                    Attempt(tasks[g].id, e.goal, (), (), False)
+                    for g in groups
+                    for e in base
+                    if e.group == g
+                ][:1]
+            written.append(
+                self.write(
+                    policy, attempts, tasks[c * k].task_type, bool(rng.random() < share), writer_gen
+                )
+            )
         candidate_of = {tasks[g].id: written[g // k].skill for g in range(len(tasks))}
         t_induce = time.time() - t1
 
         t2 = time.time()
-        augmented = rollout(policy, source, tasks, half, skills=self.skills_fn(policy, retrieved, candidate_of, matched=True),
-                            index_offset=half, **common)
+        augmented = rollout(
+            policy,
+            source,
+            tasks,
+            half,
+            skills=self.skills_fn(policy, retrieved, candidate_of, matched=True),
+            index_offset=half,
+            **common,
+        )
         t_aug = time.time() - t2
-        placebo = self.placebo_utility(policy, source, tasks, base, retrieved, written, common) if sk.placebo else None
+        placebo = (
+            self.placebo_utility(policy, source, tasks, base, retrieved, written, common)
+            if sk.placebo
+            else None
+        )
 
         us, los, his = [], [], []
         embeddings = self.embed([w.skill.text() for w in written])
@@ -254,7 +246,10 @@ class SkillVetting:
                 writer=w.writer,
                 iteration=iteration,
                 sources=[f"iteration {iteration} task {t} base rollouts" for t in task_ids],
-                measurements=[Measurement(t, b, a, float(np.mean(a) - np.mean(b))) for t, b, a in zip(task_ids, base_KP, aug_KP)],
+                measurements=[
+                    Measurement(t, b, a, float(np.mean(a) - np.mean(b)))
+                    for t, b, a in zip(task_ids, base_KP, aug_KP)
+                ],
                 utility=measured.value,
                 utility_lo=measured.lo if math.isfinite(measured.lo) else None,
                 utility_hi=measured.hi if math.isfinite(measured.hi) else None,
@@ -264,7 +259,9 @@ class SkillVetting:
             us.append(measured.value)
             los.append(measured.lo)
             his.append(measured.hi)
-        self.bank.log_retrievals(iteration, [(s.id, tid) for tid, found in retrieved.items() for s in found])
+        self.bank.log_retrievals(
+            iteration, [(s.id, tid) for tid, found in retrieved.items() for s in found]
+        )
         self.bank.log_goals(iteration, [(e.task.task_type, e.goal) for e in base if e.index == 0])
 
         episodes = sorted([*base, *augmented], key=lambda e: (e.group, e.index))
@@ -276,9 +273,13 @@ class SkillVetting:
             "skills_U": [round(u, 4) for u in us],
             "skills_base_success": base_success,
             "skills_augmented_success": aug_success,
-            "skills_retrieved_mean": float(np.mean([len(v) for v in retrieved.values()])) if retrieved else 0.0,
+            "skills_retrieved_mean": float(np.mean([len(v) for v in retrieved.values()]))
+            if retrieved
+            else 0.0,
             "skills_policy_share": share,
-            "skills_writers": {w: sum(x.writer == w for x in written) for w in ("rule", "teacher", "policy")},
+            "skills_writers": {
+                w: sum(x.writer == w for x in written) for w in ("rule", "teacher", "policy")
+            },
             "skills_fallbacks": sum(x.fallback for x in written),
             **({"skills_placebo_U": placebo} if placebo is not None else {}),
             "time_base_s": round(t_base, 3),
@@ -287,141 +288,61 @@ class SkillVetting:
         }
         return episodes, stats
 
-    def placebo_utility(self, policy: Policy, source: TaskSource, tasks: Sequence[Task], base: Sequence[Episode],
-                        retrieved: dict, written: Sequence[Written], common: dict) -> float:
+    def placebo_utility(
+        self,
+        policy: Policy,
+        source: TaskSource,
+        tasks: Sequence[Task],
+        base: Sequence[Episode],
+        retrieved: dict,
+        written: Sequence[Written],
+        common: dict,
+    ) -> float:
         """U of a neutral skill as long as the first cluster's candidate, on that cluster's tasks,
         paired with their base half (`skills.placebo`; beyond the paper): what a block's line does
         by being there. These rollouts train nothing."""
         k, half = self.sk.cluster_size, self.cfg.train.group_size // 2
         cluster = list(tasks[:k])
         neutral = placebo_skill(written[0].skill)
-        paired = {**common, "sampling_seeds": common["sampling_seeds"][: k * half]}  # the cluster's pairs' seeds
-        shown = rollout(policy, source, cluster, half, index_offset=half, **paired,
-                        skills=self.skills_fn(policy, retrieved, {t.id: neutral for t in cluster}, matched=True))
-        base_KP, placebo_KP, _ = matched_rewards([e for e in base if e.group < k], shown, range(k), half)
+        paired = {
+            **common,
+            "sampling_seeds": common["sampling_seeds"][: k * half],
+        }  # the cluster's pairs' seeds
+        shown = rollout(
+            policy,
+            source,
+            cluster,
+            half,
+            index_offset=half,
+            **paired,
+            skills=self.skills_fn(
+                policy, retrieved, {t.id: neutral for t in cluster}, matched=True
+            ),
+        )
+        base_KP, placebo_KP, _ = matched_rewards(
+            [e for e in base if e.group < k], shown, range(k), half
+        )
         return round(utility(base_KP, placebo_KP, self.sk.confidence).value, 4) if base_KP else 0.0
 
     # ---------------------------------------------------------------- promotion
 
-    def revet(self, policy: Policy, source: TaskSource, pool: Sequence[Task], skill: StoredSkill, seed: int) -> tuple:
-        """U of a stored candidate measured again, on K fresh train tasks of its types (none it was
-        measured on) with fresh sampling seeds: (Utility, measurements), or None without tasks."""
-        cfg, sk = self.cfg, self.sk
-        seen = {m["task"] for m in self.bank.measurements(skill.id)}
-        fresh = [t for t in pool if t.task_type in skill.task_types and t.id not in seen]
-        if not fresh:
-            return None
-        rng = np.random.default_rng([seed, skill.id])
-        tasks = [fresh[int(i)] for i in rng.choice(len(fresh), size=min(sk.cluster_size, len(fresh)), replace=False)]
-        half = cfg.train.group_size // 2
-        common = dict(max_new_tokens=cfg.sampling.max_action_tokens, temperature=cfg.sampling.temperature,
-                      history_length=cfg.sampling.history_length,
-                      sampling_seeds=pair_seeds(int(rng.integers(2**62)), len(tasks), half), skills_section=True)
-        retrieved: dict[str, list[StoredSkill]] = {}
-        candidate = {t.id: skill.skill for t in tasks}
-        base = rollout(policy, source, tasks, half, skills=self.skills_fn(policy, retrieved, matched=True), **common)
-        augmented = rollout(policy, source, tasks, half, skills=self.skills_fn(policy, retrieved, candidate, matched=True),
-                            index_offset=half, **common)
-        base_KP, aug_KP, task_ids = matched_rewards(base, augmented, range(len(tasks)), half)
-        if not base_KP:
-            return None
-        measured = utility(base_KP, aug_KP, sk.confidence)
-        return measured, [Measurement(t, b, a, float(np.mean(a) - np.mean(b))) for t, b, a in zip(task_ids, base_KP, aug_KP)]
+    def revet(self, policy: Policy, source: TaskSource, pool: Sequence[Task], skill: StoredSkill,
+              seed: int) -> tuple | None:
+        """`skillvet.skills.promote.revet`: U of a stored candidate measured again."""
+        return revet(self, policy, source, pool, skill, seed)
 
     def promote(self, policy: Policy, iteration: int, source: TaskSource | None = None,
                 pool: Sequence[Task] = (), seed: int = 0) -> tuple[GeneratorRows | None, dict]:
-        """Decide every candidate (promote or discard), prune the bank, in one transaction.
-        With `skills.revet`, a candidate that passes the gate is measured again on fresh tasks of
-        its types from `pool` (played in `source`) and promoted only if it passes there too.
-        The pruning score of a skill is its mean likelihood over the tasks of its types played in
-        the last `skills.prune_window` iterations. Returns the generator loss's rows for the
-        policy-written skills decided here."""
-        sk = self.sk
-        t0 = time.time()
-        goals = self.bank.recent_goals(iteration - sk.prune_window)
-        queue = self.bank.skills("candidate")
-        bank = self.bank.skills("promoted")
-        bank_E = np.stack([s.embedding for s in bank]) if bank else np.zeros((0, 1), dtype=np.float32)
-        decisions = promotion(
-            [Candidate(s.id, s.utility or 0.0, s.utility_lo if s.utility_lo is not None else -math.inf, s.embedding) for s in queue],
-            bank_E, [s.id for s in bank],
-            top=sk.promote_top, novelty=sk.novelty, require_lcb=sk.require_lcb, gate=sk.gate,
-        )
-        revetted = 0
-        if sk.revet and sk.gate:
-            if source is None:
-                raise ValueError("skills.revet needs the task source and pool to measure candidates again")
-            revetted = self._revet_promoted(decisions, queue, policy, source, pool, iteration, seed)
-        promoted_ids = {d.skill_id for d in decisions if d.kind == "promoted"}
-        after = [*bank, *[s for s in queue if s.id in promoted_ids]]
-        scores = self._pruning_scores(policy, after, goals) if sk.scoring else [None] * len(after)
-        pruned = pruning([s.id for s in after], scores, [s.utility for s in after],
-                         capacity=sk.capacity, margin=sk.prune_margin, protected=promoted_ids)
-        self.bank.apply(iteration, [*decisions, *pruned])
+        """`skillvet.skills.promote.promote_round`: decide, re-vet, prune; the generator rows."""
+        return promote_round(self, policy, iteration, source, pool, seed)
 
-        rows = self._generator_rows(queue, promoted_ids)
-        known = [x for x in scores if x is not None]
-        stats = {
-            "skills_promoted": len(promoted_ids),
-            "skills_revetted": revetted,
-            "skills_discarded": sum(d.kind == "discarded" for d in decisions),
-            "skills_pruned": len(pruned),
-            "skills_bank_size": len(after) - len(pruned),
-            "skills_score_mean": float(np.mean(known)) if known else None,
-            "skills_generator_rows": len(rows.prompts) if rows else 0,
-            "time_promote_s": round(time.time() - t0, 3),
-        }
-        return rows, stats
+    # ---------------------------------------------------------------- writing
 
-    def _revet_promoted(self, decisions: list[Decision], queue: Sequence[StoredSkill], policy: Policy,
-                        source: TaskSource, pool: Sequence[Task], iteration: int, seed: int) -> int:
-        """Measure each candidate the gate promoted again on fresh tasks; one that fails there is
-        discarded instead (`decisions` is updated in place). Returns how many were measured."""
-        by_id = {s.id: s for s in queue}
-        revetted = 0
-        for j, d in enumerate(decisions):
-            again = self.revet(policy, source, pool, by_id[d.skill_id], seed) if d.kind == "promoted" else None
-            if again is None:
-                continue
-            measured, rows = again
-            self.bank.add_measurements(d.skill_id, iteration, rows)
-            revetted += 1
-            figures = {**d.figures, "revet_U": measured.value, "revet_lo": _finite(measured.lo),
-                       "revet_hi": _finite(measured.hi), "revet_tasks": [m.task for m in rows]}
-            passed = measured.value > 0 and (not self.sk.require_lcb or measured.lo > 0)
-            reason = (f"{d.reason}; re-vetted on {len(rows)} fresh tasks: U = {measured.value:+.3f}"
-                      + ("" if passed else " is not above 0" if measured.value <= 0 else ", lower bound not above 0"))
-            decisions[j] = Decision(d.skill_id, "promoted" if passed else "discarded", reason, figures)
-        return revetted
+    def policy_share(self, iteration: int) -> float:
+        return policy_share(self.sk, self.cfg.train.iterations, iteration)
 
-    @staticmethod
-    def _pruning_scores(policy: Policy, skills: Sequence[StoredSkill],
-                        goals: Sequence[tuple[str, str]]) -> list[float | None]:
-        """Each skill's mean likelihood over the recent goals of its types (None: no such goal)."""
-        pairs, owners = [], []
-        for j, s in enumerate(skills):
-            for task_type, goal in goals:
-                if task_type in s.task_types:
-                    pairs.append((goal, s.skill))
-                    owners.append(j)
-        values = likelihood(policy, pairs) if pairs else np.zeros(0)
-        scores: list[float | None] = []
-        for j in range(len(skills)):
-            mine = [v for o, v in zip(owners, values) if o == j]
-            scores.append(float(np.mean(mine)) if mine else None)
-        return scores
-
-    def _generator_rows(self, queue: Sequence[StoredSkill], promoted_ids: set[int]) -> GeneratorRows | None:
-        """The generator loss's rows: the policy-written candidates decided now, weighted by U."""
-        written = [s for s in queue if s.writer == "policy" and s.induction]
-        w_S = generator_weights([s.utility or 0.0 for s in written], [s.id in promoted_ids for s in written],
-                                self.sk.gen_discard_weight)
-        kept = [(s, float(w)) for s, w in zip(written, w_S) if w != 0.0]
-        if not kept:
-            return None
-        return GeneratorRows([s.induction["prompt_ids"] for s, _ in kept],
-                             [s.induction["response_ids"] for s, _ in kept], [w for _, w in kept], self.sk.gen_coef)
-
-
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
+    def write(self, policy: Policy, attempts: Sequence[Attempt], task_type: str, by_policy: bool,
+              generator: torch.Generator) -> Written:
+        """One candidate for a cluster, from its writer, falling back to the rule inducer."""
+        return write_candidate(policy, attempts, task_type, by_policy, generator, self.sk,
+                               self.cfg.sampling.temperature, self.teacher)

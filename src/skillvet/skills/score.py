@@ -22,7 +22,9 @@ from skillvet.skills.text import Skill
 
 
 @torch.no_grad()
-def likelihood(policy: Policy, pairs: Sequence[tuple[str, Skill]], batch_size: int = 32) -> np.ndarray:
+def likelihood(
+    policy: Policy, pairs: Sequence[tuple[str, Skill]], batch_size: int = 32
+) -> np.ndarray:
     """Mean token log-probability of each (task goal, skill) pair's skill given the goal."""
     out = np.zeros(len(pairs), dtype=np.float64)
     prompts = {g: policy.encode_prompt(reduced_prompt(g)) for g in {g for g, _ in pairs}}
@@ -31,7 +33,9 @@ def likelihood(policy: Policy, pairs: Sequence[tuple[str, Skill]], batch_size: i
     policy.model.eval()
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start : start + batch_size]
-        logp, _, mask = policy.token_logprobs([prompts[g] for g, _ in chunk], [answers[s] for _, s in chunk])
+        logp, _, mask = policy.token_logprobs(
+            [prompts[g] for g, _ in chunk], [answers[s] for _, s in chunk]
+        )
         out[start : start + len(chunk)] = ((logp * mask).sum(-1) / mask.sum(-1)).cpu().numpy()
     policy.model.train(was_training)
     return out
@@ -45,8 +49,12 @@ def similar(query_QD: np.ndarray, bank_SD: np.ndarray, n: int) -> list[list[int]
     return [[int(i) for i in np.argsort(-row, kind="stable")[:n]] for row in sim_QS]
 
 
-def rerank(pool: Sequence[int], similarity: Sequence[float], scores: Sequence[float], weight: float, k: int) -> list[int]:
+def rerank(
+    pool: Sequence[int], similarity: Sequence[float], scores: Sequence[float], weight: float, k: int
+) -> list[int]:
     """The k best of `pool` by similarity + weight * score (stable: ties keep the pool's order)."""
-    combined = np.asarray(similarity, dtype=np.float64) + weight * np.asarray(scores, dtype=np.float64)
+    combined = np.asarray(similarity, dtype=np.float64) + weight * np.asarray(
+        scores, dtype=np.float64
+    )
     order = np.argsort(-combined, kind="stable")
     return [int(pool[i]) for i in order[:k]]

@@ -68,15 +68,19 @@ class HttpTeacher:
     ) -> None:
         parsed = urllib.parse.urlsplit(base_url.rstrip("/") + "/chat/completions")
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(f"the teacher URL must be http(s)://host[:port]/path, got {base_url!r}")
+            raise ValueError(
+                f"the teacher URL must be http(s)://host[:port]/path, got {base_url!r}"
+            )
         self.url = parsed.geturl()
         self._scheme, self._host, self._port = parsed.scheme, parsed.hostname, parsed.port
         self._path = parsed.path + (f"?{parsed.query}" if parsed.query else "")
         self.model = model
         self.key = (os.environ.get(key_env) or None) if key_env else None
         if self.key and self._scheme == "http" and not is_loopback(self._host):
-            raise ValueError(f"refusing to send the API key in {key_env} over plain http to {self._host}; "
-                             "use an https URL (or a teacher on this machine)")
+            raise ValueError(
+                f"refusing to send the API key in {key_env} over plain http to {self._host}; "
+                "use an https URL (or a teacher on this machine)"
+            )
         self.timeout = timeout
         self.retries = retries
         self.max_tokens = max_tokens
@@ -85,12 +89,17 @@ class HttpTeacher:
 
     def complete(self, prompt: str) -> str:
         """The assistant's answer to `prompt` (one user message after the system message)."""
-        body = json.dumps({
-            "model": self.model,
-            "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
-            "temperature": 0,
-            "max_tokens": self.max_tokens,
-        }).encode()
+        body = json.dumps(
+            {
+                "model": self.model,
+                "messages": [
+                    {"role": "system", "content": SYSTEM},
+                    {"role": "user", "content": prompt},
+                ],
+                "temperature": 0,
+                "max_tokens": self.max_tokens,
+            }
+        ).encode()
         last = ""
         for attempt in range(self.retries + 1):
             if attempt:
@@ -109,7 +118,9 @@ class HttpTeacher:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
-        kind = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+        kind = (
+            http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+        )
         conn = kind(self._host, self._port, timeout=self.timeout)
         try:
             conn.request("POST", self._path, body=body, headers=headers)
@@ -119,7 +130,10 @@ class HttpTeacher:
             raw = self._read(conn, response, deadline)
         except TimeoutError as err:
             raise _Retry(f"no answer from {self.url}: timed out after {self.timeout:g} s") from err
-        except (OSError, http.client.HTTPException) as err:  # refused, reset, bad status line, short body
+        except (
+            OSError,
+            http.client.HTTPException,
+        ) as err:  # refused, reset, bad status line, short body
             raise _Retry(f"no answer from {self.url}: {type(err).__name__}: {err}") from err
         finally:
             conn.close()
@@ -132,7 +146,9 @@ class HttpTeacher:
         try:
             data = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as err:
-            raise _Retry(f"{self.url} answered with something that is not JSON ({type(err).__name__})") from err
+            raise _Retry(
+                f"{self.url} answered with something that is not JSON ({type(err).__name__})"
+            ) from err
         try:
             content = data["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError) as err:
@@ -141,10 +157,14 @@ class HttpTeacher:
             raise _Retry(f"{self.url} answered with empty content")
         return content
 
-    def _read(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse, deadline: float) -> bytes:
+    def _read(
+        self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse, deadline: float
+    ) -> bytes:
         declared = response.getheader("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            raise _Final(f"{self.url} answered {declared} bytes, over the limit of {self.max_bytes}")
+            raise _Final(
+                f"{self.url} answered {declared} bytes, over the limit of {self.max_bytes}"
+            )
         chunks, size = [], 0
         while True:
             _bound(conn, deadline)

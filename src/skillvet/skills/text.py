@@ -61,7 +61,11 @@ def sanitize(text: str, special_tokens: Iterable[str] = (), max_chars: int | Non
     out = "".join(" " if unicodedata.category(c)[0] == "C" else c for c in out)
     out = " ".join(out.split())
     if max_chars is not None and len(out) > max_chars:
-        cut = out[: max_chars - 3].rsplit(" ", 1)[0] if " " in out[: max_chars - 3] else out[: max_chars - 3]
+        cut = (
+            out[: max_chars - 3].rsplit(" ", 1)[0]
+            if " " in out[: max_chars - 3]
+            else out[: max_chars - 3]
+        )
         out = cut.rstrip(" .;,") + "..."
     return out
 
@@ -88,7 +92,9 @@ def fit_skill(skill: Skill, max_chars: int, special_tokens: Iterable[str] = ()) 
     """`skill` sanitized, with its one-line form cut to `max_chars`: the procedure gives way
     first, then the condition, then the title (each keeps at least a few words)."""
     specials = list(special_tokens)
-    title, when, procedure = (sanitize(p, specials, max_chars) for p in (skill.title, skill.when, skill.procedure))
+    title, when, procedure = (
+        sanitize(p, specials, max_chars) for p in (skill.title, skill.when, skill.procedure)
+    )
     fixed = len(Skill(title, when, "").text())
     if fixed + min(len(procedure), 20) > max_chars:  # a title and condition that leave no room
         title = sanitize(title, max_chars=max(10, max_chars // 5))
@@ -98,7 +104,12 @@ def fit_skill(skill: Skill, max_chars: int, special_tokens: Iterable[str] = ()) 
     return Skill(title, when, sanitize(procedure, max_chars=room))
 
 
-def skills_block(texts: Sequence[str], max_skill_chars: int, max_block_chars: int, special_tokens: Iterable[str] = ()) -> list[str]:
+def skills_block(
+    texts: Sequence[str],
+    max_skill_chars: int,
+    max_block_chars: int,
+    special_tokens: Iterable[str] = (),
+) -> list[str]:
     """The skill texts a prompt shows: each sanitized and cut to `max_skill_chars`, and no more of
     them than fit in `max_block_chars` together (in the given order, best first)."""
     shown: list[str] = []
@@ -116,7 +127,10 @@ def skills_block(texts: Sequence[str], max_skill_chars: int, max_block_chars: in
 
 
 def augmented_blocks(
-    candidate: str, base_texts: Sequence[str], max_skill_chars: int, max_block_chars: int,
+    candidate: str,
+    base_texts: Sequence[str],
+    max_skill_chars: int,
+    max_block_chars: int,
     special_tokens: Iterable[str] = (),
 ) -> tuple[list[str], list[str]]:
     """The base and skill-augmented blocks of a matched pair: the augmented block is exactly the
@@ -125,7 +139,10 @@ def augmented_blocks(
     retrieved skill (which would measure a swap, not an addition)."""
     reserve = max_skill_chars + 3
     if max_block_chars < reserve:
-        raise ValueError(f"max_block_chars {max_block_chars} leaves no room for a candidate of {max_skill_chars} characters")
+        raise ValueError(
+            f"max_block_chars {max_block_chars} leaves no room for a candidate of "
+            f"{max_skill_chars} characters"
+        )
     base = skills_block(base_texts, max_skill_chars, max_block_chars - reserve, special_tokens)
     added = skills_block([candidate], max_skill_chars, reserve, special_tokens)
     return base, [*added, *base]

@@ -59,12 +59,21 @@ def vet(
     if not tasks:
         raise ValueError("vet needs at least one task")
     specials = list(policy.tokenizer.all_special_tokens)
-    base_block, aug_block = augmented_blocks(skill.text(), list(base_skills), max_skill_chars, max_block_chars, specials)
+    base_block, aug_block = augmented_blocks(
+        skill.text(), list(base_skills), max_skill_chars, max_block_chars, specials
+    )
     seeds = pair_seeds(seed, len(tasks), pairs)
-    common = dict(max_new_tokens=max_new_tokens, temperature=temperature, history_length=history_length,
-                  sampling_seeds=seeds if temperature > 0 else None, skills_section=True)
+    common = dict(
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        history_length=history_length,
+        sampling_seeds=seeds if temperature > 0 else None,
+        skills_section=True,
+    )
     base = rollout(policy, source, tasks, pairs, skills=lambda t, g: base_block, **common)
-    augmented = rollout(policy, source, tasks, pairs, skills=lambda t, g: aug_block, index_offset=pairs, **common)
+    augmented = rollout(
+        policy, source, tasks, pairs, skills=lambda t, g: aug_block, index_offset=pairs, **common
+    )
     base_KP, aug_KP, task_ids = matched_rewards(base, augmented, range(len(tasks)), pairs)
     if not base_KP:
         raise RuntimeError("every pair had a crashed environment; nothing was measured")
@@ -82,21 +91,36 @@ def vet(
         "augmented_success": float(np.mean([e.won for e in augmented])),
         "base_reward": float(np.mean([r for row in base_KP for r in row])),
         "augmented_reward": float(np.mean([r for row in aug_KP for r in row])),
-        "identical_pairs": sum(
-            b == a for b, a in zip(_actions(base), _actions(augmented))
-        ),
+        "identical_pairs": sum(b == a for b, a in zip(_actions(base), _actions(augmented))),
         "per_task": [{"task": t, "u": u} for t, u in zip(task_ids, measured.per_task)],
     }
     if placebo:
         neutral = placebo_skill(skill)
-        _, placebo_block = augmented_blocks(neutral.text(), list(base_skills), max_skill_chars, max_block_chars, specials)
+        _, placebo_block = augmented_blocks(
+            neutral.text(), list(base_skills), max_skill_chars, max_block_chars, specials
+        )
         # numbered as a second augmented half, so its rollouts pair with the base half's by index
-        shown = rollout(policy, source, tasks, pairs, skills=lambda t, g: placebo_block, index_offset=pairs, **common)
+        shown = rollout(
+            policy,
+            source,
+            tasks,
+            pairs,
+            skills=lambda t, g: placebo_block,
+            index_offset=pairs,
+            **common,
+        )
         b_KP, p_KP, _ = matched_rewards(base, shown, range(len(tasks)), pairs)
-        p2_KP, a2_KP, _ = matched_rewards([_renumber(e, -pairs) for e in shown], augmented, range(len(tasks)), pairs)
+        p2_KP, a2_KP, _ = matched_rewards(
+            [_renumber(e, -pairs) for e in shown], augmented, range(len(tasks)), pairs
+        )
         vs_base, vs_placebo = utility(b_KP, p_KP, confidence), utility(p2_KP, a2_KP, confidence)
-        result["placebo"] = {"skill": neutral.text(), "U": vs_base.value, "lo": vs_base.lo, "hi": vs_base.hi,
-                             "success": float(np.mean([e.won for e in shown]))}
+        result["placebo"] = {
+            "skill": neutral.text(),
+            "U": vs_base.value,
+            "lo": vs_base.lo,
+            "hi": vs_base.hi,
+            "success": float(np.mean([e.won for e in shown])),
+        }
         result["U_vs_placebo"] = {"U": vs_placebo.value, "lo": vs_placebo.lo, "hi": vs_placebo.hi}
     return result
 
@@ -106,4 +130,6 @@ def _renumber(e: Episode, by: int) -> Episode:
 
 
 def _actions(episodes) -> list[tuple]:
-    return [tuple(s.action for s in e.steps) for e in sorted(episodes, key=lambda e: (e.group, e.index))]
+    return [
+        tuple(s.action for s in e.steps) for e in sorted(episodes, key=lambda e: (e.group, e.index))
+    ]
