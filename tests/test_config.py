@@ -84,3 +84,18 @@ def test_exponent_without_a_dot_is_a_number():
 def test_the_defaults_are_the_default_recipe():
     """`skillvet train` with no recipe runs the defaults; the README says they are this recipe."""
     assert to_yaml(load_config()) == to_yaml(load_config(RECIPE))
+
+
+def test_a_run_directory_written_before_settings_were_retired_still_loads(tmp_path):
+    from skillvet.config import RETIRED, to_yaml
+
+    written = to_yaml(load_config(RECIPE), comments=False)
+    old = written.replace("sft:\n", "sft:\n  decoy_share: 0.0\n  save_every: 0\n", 1)
+    assert old != written
+    (tmp_path / "old.yaml").write_text(old)
+    assert load_config(tmp_path / "old.yaml") == load_config(RECIPE)  # off values: dropped
+    assert "sft.decoy_share" in RETIRED
+    with pytest.raises(ConfigError, match=r"sft\.decoy_share: this setting was removed"):
+        load_config(RECIPE, ["sft.decoy_share=0.5"])
+    with pytest.raises(ConfigError, match="explore was removed"):
+        load_config(RECIPE, ["env.household.expert=explore"])
