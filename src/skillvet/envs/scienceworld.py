@@ -6,9 +6,10 @@ is given; an input ScienceWorld cannot parse is answered "Nothing happens.". A t
 its score reaches 100. The anchor is the room description with the inventory.
 
 Each source owns one JVM, started on first use and reused from task to task, and plays one
-environment at a time: `make_source` runs ScienceWorld in a pool of worker processes, one JVM
-each (`env.scienceworld.workers`). A JVM that dies ends its episode with `error` set; its worker
-is replaced.
+environment at a time: `make_source` runs ScienceWorld in a pool of worker processes
+(`env.scienceworld.workers`), and a worker starts one more source (JVM) for each environment it
+plays at the same time, reusing them afterwards. A JVM that dies ends its episodes with `error`
+set; its worker is replaced.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class ScienceworldConfig:
     simplification: str = "easy"
     """ScienceWorld simplification string ("easy", or a comma-separated list, or "")."""
     workers: int = 8
-    """JVMs in the pool: one per environment played at the same time."""
+    """Worker processes the JVMs run in, side by side (each environment played at the same
+    time has a JVM of its own)."""
 
     def __post_init__(self) -> None:
         require(self.workers >= 1, "env.scienceworld.workers", f"must be >= 1, got {self.workers}")
