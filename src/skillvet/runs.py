@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from skillvet.config import Config, load_config, save_config
 from skillvet.envs import TaskSource, make_source
-from skillvet.jsonl import append_jsonl, keep_through
+from skillvet.jsonl import append_jsonl, keep_through, read_jsonl
 from skillvet.loggers import Loggers
 from skillvet.machine import machine_info
 from skillvet.policy.hf import Policy
@@ -32,6 +33,7 @@ from skillvet.rundir import (
 from skillvet.rundir import save_checkpoint as save_checkpoint_files
 from skillvet.sft import Validation, WarmStartDemos, expert_demos, supervised, warm_start_demos
 from skillvet.skills.sapo import SkillVetting
+from skillvet.stats import wilson_interval
 
 
 @dataclass
@@ -244,3 +246,54 @@ def load_model(name: str) -> tuple[Config, Policy, Path | None]:
         adapter, base = base, (Path(base) / "BASE").read_text().strip()
         cfg.model.lora = True
     return cfg, Policy.load(base, cfg.model, adapter=adapter), None
+
+
+def write_summary(run: Run, before: dict | None, after: dict) -> dict:
+    """summary.json at the end of a run (and a warning printed if no iteration had a signal)."""
+    warning = no_signal_warning(read_jsonl(run.path("metrics.jsonl")))
+    if warning:
+        print(f"skillvet: warning: {warning}", file=sys.stderr, flush=True)
+    warm = run.path("warm_start.json")
+    result = {
+        "run_dir": str(run.dir),
+        "before": before["success_rate"] if before else None,
+        "after": after["success_rate"],
+        "before_eval": _eval_brief(before) if before else None,
+        "after_eval": _eval_brief(after),
+        "iterations": run.cfg.train.iterations,
+        "warm_start": json.loads(warm.read_text()) if warm.is_file() else None,
+        "warnings": [warning] if warning else [],
+        "machine": machine_info(),
+    }
+    run.path("summary.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _eval_brief(record: dict) -> dict:
+    keys = ("success_rate", "successes", "episodes", "ci95", "invalid_rate", "by_type")
+    brief = {k: record[k] for k in keys if k in record}
+    if "ci95" not in brief:  # an eval line written before intervals were recorded
+        brief["successes"] = round(brief["success_rate"] * brief["episodes"])
+        brief["ci95"] = list(wilson_interval(brief["successes"], brief["episodes"]))
+    return brief
+
+
+def no_signal_warning(metrics: list[dict]) -> str | None:
+    """The warning for a run in which no iteration's groups carried any signal, else None."""
+    if not metrics or any(m.get("zero_signal_share", 0.0) < 1.0 for m in metrics):
+        return None
+    success = float(np.mean([m["train_success"] for m in metrics]))
+    cause = (
+        "no rollout ever succeeded"
+        if success == 0.0
+        else "every rollout succeeded"
+        if success == 1.0
+        else "every group's rollouts scored alike"
+    )
+    return (
+        f"no learning signal in any of the {len(metrics)} iterations: in every group {cause} "
+        f"(train success {success:.1%}), so every advantage and the policy-gradient loss were 0 "
+        "and only "
+        f"the KL term moved the policy. Start from a stronger warm start (sft.steps, sft.recovery; "
+        f"see its validation accuracy in sft.jsonl) or give the tasks more steps (env.max_steps)."
+    )

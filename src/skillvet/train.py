@@ -28,8 +28,6 @@ Choices:
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 
 import numpy as np
@@ -40,13 +38,27 @@ from skillvet.evaluate import evaluate, format_summary, summarize
 from skillvet.jsonl import append_jsonl, read_jsonl
 from skillvet.learner import compute_advantages, update, zero_signal_share
 from skillvet.loggers import Loggers
-from skillvet.machine import machine_info
 from skillvet.rollout import rollout
-from skillvet.runs import Run, resume_run, save_checkpoint, start_run
+from skillvet.runs import (
+    Run,
+    no_signal_warning,
+    resume_run,
+    save_checkpoint,
+    start_run,
+    write_summary,
+)
 from skillvet.sampling import clustered_tasks, uniform_tasks
-from skillvet.stats import wilson_interval
 
-__all__ = ["Run", "eval_seed", "main_train", "resume_run", "start_run", "train", "train_iteration"]
+__all__ = [
+    "Run",
+    "eval_seed",
+    "main_train",
+    "no_signal_warning",
+    "resume_run",
+    "start_run",
+    "train",
+    "train_iteration",
+]
 
 
 def _seed(cfg: Config, iteration: int, stream: int) -> int:
@@ -247,23 +259,7 @@ def _train(run: Run) -> dict:
         run.policy.save(run.path("model"))
         after = run_eval(run, cfg.train.iterations, "after")
     before = next((r for r in evals if r["stage"] == "before"), None)
-    warning = no_signal_warning(read_jsonl(run.path("metrics.jsonl")))
-    if warning:
-        print(f"skillvet: warning: {warning}", file=sys.stderr, flush=True)
-    warm = run.path("warm_start.json")
-    result = {
-        "run_dir": str(run.dir),
-        "before": before["success_rate"] if before else None,
-        "after": after["success_rate"],
-        "before_eval": _eval_brief(before) if before else None,
-        "after_eval": _eval_brief(after),
-        "iterations": cfg.train.iterations,
-        "warm_start": json.loads(warm.read_text()) if warm.is_file() else None,
-        "warnings": [warning] if warning else [],
-        "machine": machine_info(),
-    }
-    run.path("summary.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    return write_summary(run, before, after)
 
 
 def iteration_line(record: dict, iterations: int, run: Run) -> str:
@@ -282,36 +278,6 @@ def iteration_line(record: dict, iterations: int, run: Run) -> str:
             f"{run.vetting.bank.counts()['promoted']}"
         )
     return line
-
-
-def _eval_brief(record: dict) -> dict:
-    keys = ("success_rate", "successes", "episodes", "ci95", "invalid_rate", "by_type")
-    brief = {k: record[k] for k in keys if k in record}
-    if "ci95" not in brief:  # an eval line written before intervals were recorded
-        brief["successes"] = round(brief["success_rate"] * brief["episodes"])
-        brief["ci95"] = list(wilson_interval(brief["successes"], brief["episodes"]))
-    return brief
-
-
-def no_signal_warning(metrics: list[dict]) -> str | None:
-    """The warning for a run in which no iteration's groups carried any signal, else None."""
-    if not metrics or any(m.get("zero_signal_share", 0.0) < 1.0 for m in metrics):
-        return None
-    success = float(np.mean([m["train_success"] for m in metrics]))
-    cause = (
-        "no rollout ever succeeded"
-        if success == 0.0
-        else "every rollout succeeded"
-        if success == 1.0
-        else "every group's rollouts scored alike"
-    )
-    return (
-        f"no learning signal in any of the {len(metrics)} iterations: in every group {cause} "
-        f"(train success {success:.1%}), so every advantage and the policy-gradient loss were 0 "
-        "and only "
-        f"the KL term moved the policy. Start from a stronger warm start (sft.steps, sft.recovery; "
-        f"see its validation accuracy in sft.jsonl) or give the tasks more steps (env.max_steps)."
-    )
 
 
 def main_train(cfg: Config | None, resume: str | None, quiet: bool) -> dict:
