@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -208,3 +210,61 @@ def test_grpo_gives_every_row_its_trajectorys_one_score_so_an_all_fail_group_sta
     ).advantages.reshape(8, 20)
     np.testing.assert_allclose(rloo[:, 0], scores - (scores.sum() - scores) / 7, rtol=1e-9)
     assert np.all(rloo == rloo[:, :1])
+
+
+def test_a_sampler_that_is_not_the_learner_is_measured_and_corrected(tmp_path):
+    from skillvet.config import ModelConfig, TinyModelConfig, TrainConfig
+    from skillvet.learner import Rows, update
+    from skillvet.policy.hf import Policy
+    from skillvet.policy.models import build_tiny
+
+    tiny = TinyModelConfig(layers=1, hidden=32, heads=2, vocab_size=300)
+    folder = build_tiny(
+        ["<|im_start|>user\nlook around go north<|im_end|>\n"] * 20, tiny, tmp_path / "m", seed=0
+    )
+    prompt_answers = []
+    policy = Policy.load(folder, ModelConfig(tiny=tiny, device="cpu"))
+    prompt = policy.encode_prompt("where?")
+    for text in ("north", "look", "go north"):
+        prompt_answers.append((prompt, policy.encode_answer(text)))
+    learner = [
+        policy.token_logprobs([p], [a])[0][0, -len(a) :].tolist() for p, a in prompt_answers
+    ]
+
+    def run(olds, exact, cap):
+        p = Policy.load(folder, ModelConfig(tiny=tiny, device="cpu"))
+        rows = Rows(
+            [p_ for p_, _ in prompt_answers],
+            [a for _, a in prompt_answers],
+            olds,
+            np.array([1.0, -1.0, 0.5]),
+            np.array([1, 1, 1]),
+        )
+        opt = torch.optim.AdamW(p.parameters(), lr=1e-2)
+        out = update(
+            p,
+            opt,
+            rows,
+            TrainConfig(micro_batch_size=2, mini_batches=1),
+            AlgoConfig(tis_cap=cap),
+            1.0,
+            np.random.default_rng(0),
+            exact_sampler=exact,
+        )
+        return out, p.trainable_state()
+
+    exact, exact_w = run(learner, True, 2.0)
+    assert exact["mismatch_abs"] < 1e-5 and exact["mismatch_kl"] < 1e-8
+    # another engine put every sampled token 0.25 nats lower than the learner does
+    off = [[v - 0.25 for v in row] for row in learner]
+    corrected, corrected_w = run(off, False, 2.0)
+    assert corrected["mismatch_abs"] == pytest.approx(0.25, abs=1e-4)
+    assert corrected["mismatch_kl"] == pytest.approx(math.exp(0.25) - 1.25, abs=1e-4)
+    # the ratio uses the learner's recomputed log-probs, so the tokens' pg terms are the exact
+    # run's times exp(0.25): the pg loss scales by it
+    assert corrected["pg"] == pytest.approx(exact["pg"] * math.exp(0.25), rel=1e-3)
+    # with the weights capped at 1 the correction is a no-op and the update is the exact one
+    capped, capped_w = run(off, False, 1.0)
+    assert capped["pg"] == pytest.approx(exact["pg"], rel=1e-4)
+    assert all(torch.allclose(capped_w[k], exact_w[k], atol=1e-6) for k in exact_w)
+    assert not all(torch.allclose(corrected_w[k], exact_w[k], atol=1e-6) for k in exact_w)

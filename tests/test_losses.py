@@ -92,3 +92,35 @@ def test_entropy_of_uniform_and_peaked():
     assert entropy_from_logits(uniform).item() == pytest.approx(math.log(4))
     peaked = torch.tensor([[[100.0, 0.0, 0.0, 0.0]]])
     assert entropy_from_logits(peaked).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_truncated_importance_weights_by_hand():
+    from skillvet.losses import truncated_is_weights
+
+    learner = torch.tensor([[0.0, math.log(3.0), -1.0]])
+    sampler = torch.zeros(1, 3)
+    w = truncated_is_weights(learner, sampler, cap=2.0)
+    assert torch.allclose(w, torch.tensor([[1.0, 2.0, math.exp(-1.0)]]))
+
+
+def test_sampler_mismatch_is_zero_at_equality_and_k3_of_a_constant_gap():
+    from skillvet.losses import sampler_mismatch
+
+    learner = torch.tensor([[-1.0, -2.0, -3.0], [-0.5, -0.5, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    assert sampler_mismatch(learner, learner.clone(), mask) == (0.0, 0.0)
+    gap, kl = sampler_mismatch(learner, learner - 0.3, mask)  # the sampler 0.3 nats lower
+    assert gap == pytest.approx(0.3) and kl == pytest.approx(math.exp(0.3) - 1 - 0.3)
+
+
+def test_importance_weights_scale_each_tokens_policy_gradient_term():
+    logp = torch.tensor([[-1.0, -1.2], [-0.7, -0.9]], requires_grad=True)
+    old = logp.detach().clone()
+    adv = torch.tensor([1.0, -2.0])
+    mask = torch.ones(2, 2)
+    weights = torch.tensor([[0.5, 2.0], [1.0, 0.0]])
+    plain = policy_loss(logp, old, None, adv, mask, kl_coef=0.0)
+    weighted = policy_loss(logp, old, None, adv, mask, kl_coef=0.0, is_weight_BT=weights)
+    # at ratio 1 each token's term is -A; token-mean over the 4 tokens
+    assert plain.pg == pytest.approx((-1 - 1 + 2 + 2) / 4)
+    assert weighted.pg == pytest.approx((-0.5 - 2.0 + 2.0 + 0.0) / 4)

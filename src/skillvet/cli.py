@@ -204,17 +204,20 @@ def cmd_sft(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from dataclasses import replace
     from pathlib import Path
 
     from tqdm import tqdm
 
     from skillvet.envs import make_source
     from skillvet.evaluate import evaluate, format_summary
+    from skillvet.policy.sampler import make_sampler
     from skillvet.runs import load_model
     from skillvet.train import eval_seed
 
     cfg, policy, run_dir = load_model(args.model)
     sampling = cfg.sampling
+    sampler = make_sampler(policy, replace(sampling, engine=args.engine or sampling.engine))
     skills = None
     if (
         run_dir is not None
@@ -235,7 +238,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         disable=True if args.json or args.quiet else None,
     ) as bar:
         summary, episodes = evaluate(
-            policy,
+            sampler,
             source,
             tasks,
             max_new_tokens=args.max_action_tokens or sampling.max_action_tokens,
@@ -399,6 +402,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=NON_NEGATIVE, help="sampling seed (default: the one the run's own evals use)"
     )
     ev.add_argument("--batch-size", type=POSITIVE, default=64, help="environments played at once")
+    ev.add_argument(
+        "--engine",
+        choices=["hf", "vllm"],
+        help="rollout engine (default: the run's sampling.engine, else hf)",
+    )
     ev.add_argument("--out", help="write the episodes to this JSONL file")
     ev.add_argument(
         "--set",

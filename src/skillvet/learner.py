@@ -17,6 +17,12 @@ Choices:
 - Micro-batches hold rows of one context (a task group and the skills it was shown), so the
   policy computes their shared prompt head once (`skillvet.policy.hf`): SAPO's longer prompts
   are longer in that head, and cost little more than GiGPO's.
+- The sampler's log-probs against the learner's: with the HF sampler (`exact`) they are the
+  same model's, compared on the first mini-batch before any step (a check that costs nothing);
+  with another engine (vLLM) the learner recomputes every row's log-probs before the update,
+  the PPO ratio uses those, and each token's policy-gradient term is weighted by
+  min(pi_learner / pi_sampler, algo.tis_cap) (truncated importance sampling, as verl does).
+  Both log `mismatch_abs` (mean |difference|) and `mismatch_kl` (k3 KL(sampler || learner)).
 - A non-finite loss or gradient norm raises `NonFiniteLoss` before the optimizer steps, so the
   weights and the last checkpoint stay as they were.
 """
@@ -38,7 +44,7 @@ from skillvet.advantages import (
     rloo_advantages,
 )
 from skillvet.config import AlgoConfig, TrainConfig
-from skillvet.losses import policy_loss
+from skillvet.losses import LossParts, policy_loss, sampler_mismatch, truncated_is_weights
 from skillvet.policy.hf import Policy
 from skillvet.types import Episode, GeneratorRows
 
@@ -199,6 +205,83 @@ def _generator_backward(policy: Policy, rows: GeneratorRows, temperature: float)
     return float(loss.detach())
 
 
+@torch.no_grad()
+def _learner_logprobs(
+    policy: Policy, rows: Rows, size: int, temperature: float
+) -> tuple[list[list[float]], tuple[float, float]]:
+    """The learner's log-probs of every row's sampled tokens, and their mismatch with the
+    sampler's (mean |difference|, k3 KL) over all tokens."""
+    out: list[list[float]] = [[] for _ in rows.prompts]
+    abs_sum = kl_sum = tokens = 0.0
+    for idx in micro_batches(rows, range(len(rows.prompts)), size):
+        responses = [rows.responses[i] for i in idx]
+        logp, _, mask = policy.token_logprobs(
+            [rows.prompts[i] for i in idx], responses, temperature
+        )
+        sampled = _right_aligned([rows.old_logprobs[i] for i in idx], logp.shape[1])
+        count = float(mask.sum())
+        diff, kl = sampler_mismatch(logp, sampled.to(logp.device), mask)
+        abs_sum, kl_sum, tokens = abs_sum + diff * count, kl_sum + kl * count, tokens + count
+        for b, (i, r) in enumerate(zip(idx, responses)):
+            out[i] = logp[b, logp.shape[1] - len(r) :].tolist() if r else []
+    return out, (abs_sum / max(tokens, 1.0), kl_sum / max(tokens, 1.0))
+
+
+def _old_logprobs(
+    policy: Policy, rows: Rows, train: TrainConfig, temperature: float, exact_sampler: bool
+) -> tuple[Sequence[Sequence[float]], np.ndarray]:
+    """The PPO ratio's old log-probs, and the mismatch sums (|difference|, k3, tokens): the
+    sampler's own with the HF sampler (the mismatch is summed on the first mini-batch), the
+    learner's recomputed with another engine (the mismatch measured here, over all tokens)."""
+    if exact_sampler:
+        return rows.old_logprobs, np.zeros(3)
+    olds, (m_abs, m_kl) = _learner_logprobs(policy, rows, train.micro_batch_size, temperature)
+    return olds, np.array([m_abs, m_kl, 1.0])
+
+
+def _micro_batch_loss(
+    policy: Policy,
+    rows: Rows,
+    idx: Sequence[int],
+    olds: Sequence[Sequence[float]],
+    train: TrainConfig,
+    algo: AlgoConfig,
+    temperature: float,
+    exact_sampler: bool,
+) -> tuple[LossParts, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The loss of one micro-batch of rows (with gradients), its log-probs (detached), old
+    log-probs and mask."""
+    prompts = [rows.prompts[i] for i in idx]
+    responses = [rows.responses[i] for i in idx]
+    logp, ent, mask = policy.token_logprobs(prompts, responses, temperature, entropy=True)
+    width = logp.shape[1]
+    old = _right_aligned([olds[i] for i in idx], width).to(logp.device)
+    is_weight = None
+    if not exact_sampler and algo.tis_cap > 0:
+        sampled = _right_aligned([rows.old_logprobs[i] for i in idx], width)
+        is_weight = truncated_is_weights(old, sampled.to(logp.device), algo.tis_cap)
+    ref = policy.ref_logprobs(prompts, responses, temperature) if algo.kl_coef > 0 else None
+    adv = torch.tensor(rows.advantages[idx], dtype=torch.float32, device=logp.device)
+    parts = policy_loss(
+        logp,
+        old,
+        ref,
+        adv,
+        mask,
+        clip_eps=algo.clip_eps,
+        kl_coef=algo.kl_coef,
+        entropy_BT=ent,
+        entropy_coef=train.entropy_coef,
+        is_weight_BT=is_weight,
+    )
+    if not torch.isfinite(parts.loss):
+        raise NonFiniteLoss(
+            f"the loss is {float(parts.loss.detach())} (pg {parts.pg}, kl {parts.kl}); "
+            "the update was not applied: lower train.lr or check the rewards"
+        )
+    return parts, logp.detach(), old, mask
+
+
 def update(
     policy: Policy,
     optimizer: torch.optim.Optimizer,
@@ -208,19 +291,30 @@ def update(
     temperature: float,
     rng: np.random.Generator,
     generator_rows: GeneratorRows | None = None,
+    exact_sampler: bool = True,
 ) -> dict[str, float]:
     """PPO epochs over `rows`; returns token-weighted means of the loss parts.
 
     `generator_rows` (SAPO): the generator loss -coef * sum_s w_s * mean_token log pi(s | c) on
     policy-written skills, added to the first mini-batch's loss (METHOD.md section 3, step 8).
+    `exact_sampler`: the rows' log-probs are the learner's own (the HF sampler); otherwise they
+    are recomputed and the sampler's corrected by truncated importance sampling (`algo.tis_cap`).
     """
     n = len(rows.prompts)
     totals = {"loss": 0.0, "pg": 0.0, "kl": 0.0, "entropy": 0.0, "clip_fraction": 0.0}
     grad_norms: list[float] = []
     gen_loss = 0.0
     if n == 0:
-        return {**totals, "grad_norm": 0.0, "tokens": 0, "gen_loss": 0.0}
+        return {
+            **totals,
+            "grad_norm": 0.0,
+            "tokens": 0,
+            "gen_loss": 0.0,
+            "mismatch_abs": 0.0,
+            "mismatch_kl": 0.0,
+        }
     policy.model.train()
+    olds, mismatch = _old_logprobs(policy, rows, train, temperature, exact_sampler)
     steps = 0
     tokens_seen = 0
     for _ in range(train.epochs):
@@ -233,41 +327,17 @@ def update(
             if generator_rows is not None and steps == 0:
                 gen_loss = _generator_backward(policy, generator_rows, temperature)
             for idx in micro_batches(rows, mini, train.micro_batch_size):
-                prompts = [rows.prompts[i] for i in idx]
-                responses = [rows.responses[i] for i in idx]
-                logp, ent, mask = policy.token_logprobs(
-                    prompts, responses, temperature, entropy=True
+                parts, logp, old, mask = _micro_batch_loss(
+                    policy, rows, idx, olds, train, algo, temperature, exact_sampler
                 )
-                width = logp.shape[1]
-                old = _right_aligned([rows.old_logprobs[i] for i in idx], width).to(logp.device)
-                ref = (
-                    policy.ref_logprobs(prompts, responses, temperature)
-                    if algo.kl_coef > 0
-                    else None
-                )
-                adv = torch.tensor(rows.advantages[idx], dtype=torch.float32, device=logp.device)
-                parts = policy_loss(
-                    logp,
-                    old,
-                    ref,
-                    adv,
-                    mask,
-                    clip_eps=algo.clip_eps,
-                    kl_coef=algo.kl_coef,
-                    entropy_BT=ent,
-                    entropy_coef=train.entropy_coef,
-                )
-                if not torch.isfinite(parts.loss):
-                    raise NonFiniteLoss(
-                        f"the loss is {float(parts.loss.detach())} (pg {parts.pg}, kl {parts.kl}); "
-                        "the update was not applied: lower train.lr or check the rewards"
-                    )
-                share = float(mask.sum()) / max(mini_tokens, 1)
-                (parts.loss * share).backward()
-                for key in ("pg", "kl", "entropy", "clip_fraction"):
-                    totals[key] += getattr(parts, key) * float(mask.sum())
-                totals["loss"] += float(parts.loss.detach()) * float(mask.sum())
-                tokens_seen += int(mask.sum())
+                count = float(mask.sum())
+                if exact_sampler and steps == 0:  # before any step: the sampler's own model
+                    diff, kl = sampler_mismatch(logp, old, mask)
+                    mismatch += (diff * count, kl * count, count)
+                (parts.loss * count / max(mini_tokens, 1)).backward()
+                for key, value in parts.values().items():
+                    totals[key] += value * count
+                tokens_seen += int(count)
             norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), train.max_grad_norm))
             if not math.isfinite(norm):
                 optimizer.zero_grad(set_to_none=True)
@@ -282,4 +352,6 @@ def update(
     out["gen_loss"] = gen_loss
     out["tokens"] = tokens_seen
     out["optimizer_steps"] = steps
+    out["mismatch_abs"] = float(mismatch[0] / max(mismatch[2], 1.0))
+    out["mismatch_kl"] = float(mismatch[1] / max(mismatch[2], 1.0))
     return out

