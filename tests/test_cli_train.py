@@ -261,28 +261,15 @@ def test_skills_commands_list_show_export_import_and_vet(tmp_path, capsys):
         "Title: Carry\nWhen: the task is to put X on Y\n"
         "Procedure: find X; take X; go to Y; move X to Y\n"
     )
-    assert (
-        main(
-            [
-                "skills",
-                "vet",
-                "--model",
-                str(out / "model-sft"),
-                "--env",
-                "household",
-                "--skill",
-                str(skill_file),
-                "--tasks",
-                "2",
-                "--pairs",
-                "2",
-                "--max-steps",
-                "3",
-                "--json",
-            ]
-        )
-        == 0
-    )
+
+    def vet(*extra: str) -> list[str]:
+        """`skills vet` of skill.txt for the warm start on household, then `extra`."""
+        return [
+            "skills", "vet", "--model", str(out / "model-sft"), "--env", "household",
+            "--skill", str(skill_file), *extra,
+        ]
+
+    assert main(vet("--tasks", "2", "--pairs", "2", "--max-steps", "3", "--json")) == 0
     vetted = json.loads(capsys.readouterr().out)
     assert (
         vetted["tasks"] == 2
@@ -295,30 +282,8 @@ def test_skills_commands_list_show_export_import_and_vet(tmp_path, capsys):
         "Title: Rinse\nWhen: the task is to clean X\n"
         "Procedure: go to sinkbasin; clean X with sinkbasin\n"
     )
-    assert (
-        main(
-            [
-                "skills",
-                "vet",
-                "--model",
-                str(out / "model-sft"),
-                "--env",
-                "household",
-                "--skill",
-                str(skill_file),
-                "--base-skill",
-                str(bank_file),
-                "--tasks",
-                "2",
-                "--pairs",
-                "1",
-                "--max-steps",
-                "3",
-                "--json",
-            ]
-        )
-        == 0
-    )
+    base_skill = ("--base-skill", str(bank_file))
+    assert main(vet(*base_skill, "--tasks", "2", "--pairs", "1", "--max-steps", "3", "--json")) == 0
     on_top = json.loads(capsys.readouterr().out)
     assert on_top["base_skills"] == [
         "Rinse. When: the task is to clean X. Procedure: go to sinkbasin; clean X with sinkbasin"
@@ -352,15 +317,4 @@ def test_skills_commands_list_show_export_import_and_vet(tmp_path, capsys):
     assert sum(line.startswith(("  won | ", "  lost | ")) for line in shown) == 2
     skill_file.write_text("just some words")
     with pytest.raises(SystemExit, match="not a skill"):
-        main(
-            [
-                "skills",
-                "vet",
-                "--model",
-                str(out / "model-sft"),
-                "--env",
-                "household",
-                "--skill",
-                str(skill_file),
-            ]
-        )
+        main(vet())

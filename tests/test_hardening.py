@@ -15,18 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from helpers import TINY_MODEL, serving_in_thread
+
 pytest.importorskip("transformers")
 
 from skillvet.cli import main
 from skillvet.config import load_config
 
 SMALL = [
-    "model.tiny.layers=1",
-    "model.tiny.hidden=32",
-    "model.tiny.heads=2",
-    "model.tiny.vocab_size=300",
-    "model.tiny.tokenizer_tasks=5",
-    "model.threads=1",
+    *TINY_MODEL,
     "sft.steps=2",
     "sft.tasks=5",
     "sft.batch_size=8",
@@ -238,23 +235,16 @@ def test_skills_import_validates_each_record(record, says, tmp_path):
 # ---------------------------------------------------------------------------------- serve
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(finished_run):
     from skillvet.runs import load_run_policy
     from skillvet.serve import make_server
 
     _, policy = load_run_policy(finished_run)
-    server = make_server(policy, "tiny", "127.0.0.1", 0, api_key="k3y", timeout=1.0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving_in_thread(
+        make_server(policy, "tiny", "127.0.0.1", 0, api_key="k3y", timeout=1.0)
+    ) as server:
+        yield server
 
 
 def _post(server, body: bytes, headers: dict | None = None) -> tuple[int, dict]:

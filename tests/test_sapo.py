@@ -5,8 +5,6 @@ serve` and against servers that are down or slow, the generator loss, likelihood
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from helpers import TINY_MODEL, free_port, serving_in_thread
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -106,19 +106,10 @@ def writer(tmp_path_factory, policy) -> Policy:
     return trained
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_teacher_over_real_http_against_skillvet_serve(writer):
     from skillvet.serve import make_server
 
-    server = make_server(writer, "tiny-test", "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving_in_thread(make_server(writer, "tiny-test", "127.0.0.1", 0)) as server:
         url = f"http://127.0.0.1:{server.server_address[1]}/v1"
         teacher = HttpTeacher(url, "tiny-test", timeout=30, retries=0, max_tokens=60)
         answer = teacher.complete("Task 1: put a mug on desk.")
@@ -150,14 +141,11 @@ def test_teacher_over_real_http_against_skillvet_serve(writer):
             urllib.request.urlopen(bad, timeout=10)
         assert err.value.code == 400
         assert "messages" in json.loads(err.value.read())["error"]["message"]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_teacher_reports_a_server_that_is_down_after_its_retries():
     teacher = HttpTeacher(
-        f"http://127.0.0.1:{_free_port()}/v1", "m", timeout=2, retries=2, backoff=0.05
+        f"http://127.0.0.1:{free_port()}/v1", "m", timeout=2, retries=2, backoff=0.05
     )
     t0 = time.time()
     with pytest.raises(TeacherError, match=r"no answer .* \(after 3 attempts\)"):
@@ -198,13 +186,8 @@ class _Forbidden(BaseHTTPRequestHandler):
 @contextmanager
 def _serving(handler):
     """A test server on a free local port; yields its /v1 base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving_in_thread(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as server:
         yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_teacher_times_out_on_a_slow_server_and_retries():
@@ -242,7 +225,7 @@ def test_a_failing_teacher_falls_back_to_the_rule_inducer(tmp_path, policy):
         [
             "skills.enabled=true",
             "skills.teacher=http",
-            f"skills.teacher_url=http://127.0.0.1:{_free_port()}/v1",
+            f"skills.teacher_url=http://127.0.0.1:{free_port()}/v1",
             "skills.teacher_retries=0",
             "skills.teacher_timeout=1",
         ],
@@ -339,12 +322,7 @@ def test_vet_measures_a_skill_with_matched_pairs(policy, source):
 
 
 SMALL = [
-    "model.tiny.layers=1",
-    "model.tiny.hidden=32",
-    "model.tiny.heads=2",
-    "model.tiny.vocab_size=300",
-    "model.tiny.tokenizer_tasks=5",
-    "model.threads=1",
+    *TINY_MODEL,
     "sft.steps=3",
     "sft.tasks=8",
     "sft.batch_size=8",

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import re
 import socketserver
-import threading
 import time
 from contextlib import contextmanager
 from typing import ClassVar
 
 import pytest
 
+from helpers import TINY_MODEL, serving_in_thread
 from skillvet.skills.teacher import HttpTeacher, TeacherError, is_loopback
 
 GOOD = json.dumps(
@@ -84,20 +84,21 @@ class _Misbehaving(socketserver.BaseRequestHandler):
             pass
 
 
+def _tcp_server(handler: type[socketserver.BaseRequestHandler]) -> socketserver.TCPServer:
+    """A threaded TCP server on a free local port; its request threads never hold up exit."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    return server
+
+
 @contextmanager
 def serving(mode: str):
     class Handler(_Misbehaving):
         pass
 
     Handler.mode, Handler.seen = mode, []
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving_in_thread(_tcp_server(Handler)) as server:
         yield f"http://127.0.0.1:{server.server_address[1]}/v1", Handler
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 MISBEHAVIOURS = {
@@ -166,20 +167,12 @@ def test_a_sapo_run_against_a_misbehaving_teacher_completes_with_one_fallback_ev
     from skillvet.train import start_run, train
 
     _Cycling.calls, _Cycling.seen = 0, []
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Cycling)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _Cycling.redirect_to = f"http://127.0.0.1:{server.server_address[1]}/elsewhere"
-    try:
+    with serving_in_thread(_tcp_server(_Cycling)) as server:
+        _Cycling.redirect_to = f"http://127.0.0.1:{server.server_address[1]}/elsewhere"
         cfg = load_config(
             None,
             [
-                "model.tiny.layers=1",
-                "model.tiny.hidden=32",
-                "model.tiny.heads=2",
-                "model.tiny.vocab_size=300",
-                "model.tiny.tokenizer_tasks=5",
-                "model.threads=1",
+                *TINY_MODEL,
                 "sft.steps=2",
                 "sft.tasks=8",
                 "sft.batch_size=8",
@@ -204,9 +197,6 @@ def test_a_sapo_run_against_a_misbehaving_teacher_completes_with_one_fallback_ev
             ],
         )
         train(start_run(cfg, quiet=True, run_dir=tmp_path / "run"))
-    finally:
-        server.shutdown()
-        server.server_close()
     assert _Cycling.calls == 8  # 2 clusters x 4 iterations, each misbehaving in its own way
     bank = Bank(tmp_path / "run" / "skills.sqlite", read_only=True)
     fallbacks = [

@@ -13,18 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from helpers import TINY_MODEL
+
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from skillvet.config import load_config
 
 SMALL = [
-    "model.tiny.layers=1",
-    "model.tiny.hidden=32",
-    "model.tiny.heads=2",
-    "model.tiny.vocab_size=300",
-    "model.tiny.tokenizer_tasks=5",
-    "model.threads=1",
+    *TINY_MODEL,
     "sft.steps=3",
     "sft.tasks=5",
     "sft.batch_size=8",

@@ -126,6 +126,17 @@ class Measurement:
     u: float
 
 
+def paired_measurements(
+    task_ids: Sequence[str], base_KP: Sequence[list[float]], aug_KP: Sequence[list[float]]
+) -> list[Measurement]:
+    """One Measurement per task of matched halves (`skillvet.skills.gate.matched_rewards`), u the
+    mean augmented reward minus the mean base reward."""
+    return [
+        Measurement(t, b, a, float(np.mean(a) - np.mean(b)))
+        for t, b, a in zip(task_ids, base_KP, aug_KP)
+    ]
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 

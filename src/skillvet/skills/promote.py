@@ -14,8 +14,7 @@ import numpy as np
 
 from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
-from skillvet.rollout import rollout
-from skillvet.skills.bank import Measurement, StoredSkill
+from skillvet.skills.bank import StoredSkill, paired_measurements
 from skillvet.skills.gate import (
     Candidate,
     generator_weights,
@@ -53,40 +52,17 @@ def revet(
         for i in rng.choice(len(fresh), size=min(sk.cluster_size, len(fresh)), replace=False)
     ]
     half = cfg.train.group_size // 2
-    common = dict(
-        max_new_tokens=cfg.sampling.max_action_tokens,
-        temperature=cfg.sampling.temperature,
-        history_length=cfg.sampling.history_length,
-        sampling_seeds=pair_seeds(int(rng.integers(2**62)), len(tasks), half),
-        skills_section=True,
-    )
+    seeds = pair_seeds(int(rng.integers(2**62)), len(tasks), half)
     retrieved: dict[str, list[StoredSkill]] = {}
-    candidate = {t.id: skill.skill for t in tasks}
-    base = rollout(
-        policy,
-        source,
-        tasks,
-        half,
-        skills=vetting.skills_fn(policy, retrieved, matched=True),
-        **common,
-    )
-    augmented = rollout(
-        policy,
-        source,
-        tasks,
-        half,
-        skills=vetting.skills_fn(policy, retrieved, candidate, matched=True),
-        index_offset=half,
-        **common,
+    base = vetting.play_half(policy, source, tasks, seeds, retrieved)
+    augmented = vetting.play_half(
+        policy, source, tasks, seeds, retrieved, {t.id: skill.skill for t in tasks}
     )
     base_KP, aug_KP, task_ids = matched_rewards(base, augmented, range(len(tasks)), half)
     if not base_KP:
         return None
     measured = utility(base_KP, aug_KP, sk.confidence)
-    return measured, [
-        Measurement(t, b, a, float(np.mean(a) - np.mean(b)))
-        for t, b, a in zip(task_ids, base_KP, aug_KP)
-    ]
+    return measured, paired_measurements(task_ids, base_KP, aug_KP)
 
 def promote_round(
     vetting: SkillVetting,

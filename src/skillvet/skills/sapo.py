@@ -50,7 +50,7 @@ from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
 from skillvet.rollout import rollout
 from skillvet.sampling import clustered_tasks
-from skillvet.skills.bank import Bank, Measurement, StoredSkill
+from skillvet.skills.bank import Bank, StoredSkill, paired_measurements
 from skillvet.skills.embed import Embedder
 from skillvet.skills.gate import (
     matched_rewards,
@@ -160,6 +160,34 @@ class SkillVetting:
 
     # ---------------------------------------------------------------- one iteration's rollouts
 
+    def play_half(
+        self,
+        policy: Policy,
+        source: TaskSource,
+        tasks: Sequence[Task],
+        seeds: Sequence[int],
+        retrieved: dict[str, list[StoredSkill]],
+        candidates: dict[str, Skill] | None = None,
+    ) -> list[Episode]:
+        """One half of the matched pairs, N/2 rollouts per task with the pairs' `seeds`: the base
+        half with the retrieved skills block, or with `candidates` (task id -> skill) the
+        augmented half, that block plus the task's candidate, numbered after the base half."""
+        cfg = self.cfg
+        half = cfg.train.group_size // 2
+        return rollout(
+            policy,
+            source,
+            tasks,
+            half,
+            skills=self.skills_fn(policy, retrieved, candidates, matched=True),
+            index_offset=half if candidates is not None else 0,
+            max_new_tokens=cfg.sampling.max_action_tokens,
+            temperature=cfg.sampling.temperature,
+            history_length=cfg.sampling.history_length,
+            sampling_seeds=seeds,
+            skills_section=True,
+        )
+
     def play(
         self, policy: Policy, source: TaskSource, tasks: Sequence[Task], iteration: int, seed: int
     ) -> tuple[list[Episode], dict]:
@@ -169,23 +197,9 @@ class SkillVetting:
         cfg, sk = self.cfg, self.sk
         half = cfg.train.group_size // 2
         seeds = pair_seeds(seed, len(tasks), half)
-        common = dict(
-            max_new_tokens=cfg.sampling.max_action_tokens,
-            temperature=cfg.sampling.temperature,
-            history_length=cfg.sampling.history_length,
-            sampling_seeds=seeds,
-            skills_section=True,
-        )
         t0 = time.time()
         retrieved: dict[str, list[StoredSkill]] = {}
-        base = rollout(
-            policy,
-            source,
-            tasks,
-            half,
-            skills=self.skills_fn(policy, retrieved, matched=True),
-            **common,
-        )
+        base = self.play_half(policy, source, tasks, seeds, retrieved)
         t_base = time.time() - t0
 
         t1 = time.time()
@@ -215,18 +229,10 @@ class SkillVetting:
         t_induce = time.time() - t1
 
         t2 = time.time()
-        augmented = rollout(
-            policy,
-            source,
-            tasks,
-            half,
-            skills=self.skills_fn(policy, retrieved, candidate_of, matched=True),
-            index_offset=half,
-            **common,
-        )
+        augmented = self.play_half(policy, source, tasks, seeds, retrieved, candidate_of)
         t_aug = time.time() - t2
         placebo = (
-            self.placebo_utility(policy, source, tasks, base, retrieved, written, common)
+            self.placebo_utility(policy, source, tasks, base, retrieved, written, seeds)
             if sk.placebo
             else None
         )
@@ -246,10 +252,7 @@ class SkillVetting:
                 writer=w.writer,
                 iteration=iteration,
                 sources=[f"iteration {iteration} task {t} base rollouts" for t in task_ids],
-                measurements=[
-                    Measurement(t, b, a, float(np.mean(a) - np.mean(b)))
-                    for t, b, a in zip(task_ids, base_KP, aug_KP)
-                ],
+                measurements=paired_measurements(task_ids, base_KP, aug_KP),
                 utility=measured.value,
                 utility_lo=measured.lo if math.isfinite(measured.lo) else None,
                 utility_hi=measured.hi if math.isfinite(measured.hi) else None,
@@ -296,7 +299,7 @@ class SkillVetting:
         base: Sequence[Episode],
         retrieved: dict,
         written: Sequence[Written],
-        common: dict,
+        seeds: Sequence[int],
     ) -> float:
         """U of a neutral skill as long as the first cluster's candidate, on that cluster's tasks,
         paired with their base half (`skills.placebo`; beyond the paper): what a block's line does
@@ -304,20 +307,8 @@ class SkillVetting:
         k, half = self.sk.cluster_size, self.cfg.train.group_size // 2
         cluster = list(tasks[:k])
         neutral = placebo_skill(written[0].skill)
-        paired = {
-            **common,
-            "sampling_seeds": common["sampling_seeds"][: k * half],
-        }  # the cluster's pairs' seeds
-        shown = rollout(
-            policy,
-            source,
-            cluster,
-            half,
-            index_offset=half,
-            **paired,
-            skills=self.skills_fn(
-                policy, retrieved, {t.id: neutral for t in cluster}, matched=True
-            ),
+        shown = self.play_half(  # with the cluster's pairs' seeds
+            policy, source, cluster, seeds[: k * half], retrieved, {t.id: neutral for t in cluster}
         )
         base_KP, placebo_KP, _ = matched_rewards(
             [e for e in base if e.group < k], shown, range(k), half
