@@ -120,7 +120,13 @@ class EnvConfig:
     $ALFWORLD_DATA)."""
     workers: int | None = None
     """Worker processes that ALFWorld's games run in, side by side (None: one per CPU core;
-    0: in the trainer's own process). ScienceWorld has its own, scienceworld.workers."""
+    0: in the trainer's own process). ScienceWorld has its own, scienceworld.workers. With
+    backend ray: the actors every environment runs in (None: one per CPU core here)."""
+    backend: Literal["process", "ray"] = "process"
+    """Where environments run: worker processes on this machine (ALFWorld, ScienceWorld; the
+    others in the trainer's process), or Ray actors on any node of a cluster (extra: ray)."""
+    ray_address: str | None = None
+    """The Ray cluster to join (backend ray; None: $RAY_ADDRESS, else a local one)."""
     train_split: str = "train"
     """Split that training samples tasks from."""
     eval_split: str = "eval"

@@ -38,21 +38,39 @@ ENVIRONMENTS = {
 
 
 def make_source(cfg: EnvConfig) -> TaskSource:
-    """The task source named by `cfg.name`."""
+    """The task source named by `cfg.name`, its environments where `cfg.backend` puts them."""
+    if cfg.backend == "ray":
+        from skillvet.envs.process import ProcessSource, cores
+        from skillvet.envs.ray_workers import RayWorker, connect
+
+        connect(cfg.ray_address)
+        workers = cfg.workers or cores()
+        return ProcessSource(functools.partial(local_source, cfg), workers, spawn=RayWorker)
+    if cfg.name == "alfworld":
+        from skillvet.envs.process import ProcessSource, cores
+
+        workers = cores() if cfg.workers is None else cfg.workers
+        if workers == 0:
+            return local_source(cfg)
+        return ProcessSource(functools.partial(local_source, cfg), workers=workers)
+    if cfg.name == "scienceworld":
+        from skillvet.envs.process import ProcessSource
+
+        factory = functools.partial(local_source, cfg)
+        return ProcessSource(factory, workers=cfg.scienceworld.workers)
+    return local_source(cfg)
+
+
+def local_source(cfg: EnvConfig) -> TaskSource:
+    """The task source named by `cfg.name`, playing in this process."""
     if cfg.name == "household":
         from skillvet.envs.household import HouseholdSource
 
         return HouseholdSource(cfg.household, max_steps=cfg.max_steps)
     if cfg.name == "alfworld":
         from skillvet.envs.alfworld import AlfworldSource
-        from skillvet.envs.process import ProcessSource, cores
 
-        workers = cores() if cfg.workers is None else cfg.workers
-        if workers == 0:
-            return AlfworldSource(cfg.data, max_steps=cfg.max_steps)
-        return ProcessSource(
-            functools.partial(AlfworldSource, cfg.data, cfg.max_steps), workers=workers
-        )
+        return AlfworldSource(cfg.data, max_steps=cfg.max_steps)
     if cfg.name == "textworld":
         from skillvet.envs.textworld import TextworldSource
 
@@ -62,11 +80,9 @@ def make_source(cfg: EnvConfig) -> TaskSource:
 
         return SokobanSource(cfg.sokoban, max_steps=cfg.max_steps)
     if cfg.name == "scienceworld":
-        from skillvet.envs.process import ProcessSource
         from skillvet.envs.scienceworld import ScienceworldSource
 
-        factory = functools.partial(ScienceworldSource, cfg.scienceworld, cfg.max_steps)
-        return ProcessSource(factory, workers=cfg.scienceworld.workers)
+        return ScienceworldSource(cfg.scienceworld, cfg.max_steps)
     if ":" in cfg.name:
         return _plugin(cfg)
     raise ValueError(f"unknown environment {cfg.name!r}")

@@ -84,13 +84,21 @@ def _serve(conn: Connection, factory: Callable[[], TaskSource]) -> None:
         if command == "stop":
             conn.send(("ok", None))
             return
-        try:
-            conn.send(("ok", host.answer(command, arg)))
-        except EnvCrashed as err:  # the engine behind the environment died: so does this worker
-            conn.send(("crashed", str(err)))
+        status, payload = answer(host, command, arg)
+        conn.send((status, payload))
+        if status == "crashed":  # the engine behind the environment died: so does this worker
             return
-        except Exception:  # sent back to the parent and raised there with this traceback
-            conn.send(("error", traceback.format_exc()))
+
+
+def answer(host: _Host, command: str, arg: Any) -> tuple[str, Any]:
+    """(status, payload) of one request: ("ok", result), ("crashed", why) when the engine
+    behind the environment died, ("error", traceback) when the environment raised."""
+    try:
+        return "ok", host.answer(command, arg)
+    except EnvCrashed as err:
+        return "crashed", str(err)
+    except Exception:  # sent back to the caller and raised there with this traceback
+        return "error", traceback.format_exc()
 
 
 class Worker:
@@ -216,14 +224,21 @@ class ProcessEnv:
 
 
 class ProcessSource:
-    """A task source whose environments run in a pool of worker processes."""
+    """A task source whose environments run in a pool of worker processes (`spawn`: how a
+    worker is started; `Worker`, a local process, or `skillvet.envs.ray_workers.RayWorker`, a
+    Ray actor on any node of a cluster)."""
 
     def __init__(
-        self, factory: Callable[[], TaskSource], workers: int = 1, timeout: float = 120.0
+        self,
+        factory: Callable[[], TaskSource],
+        workers: int = 1,
+        timeout: float = 120.0,
+        spawn: Callable[[Callable[[], TaskSource], float], Any] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.factory, self.size, self.timeout = factory, workers, timeout
+        self.spawn = spawn or Worker
         self.local = factory()  # lists tasks and plans experts here; engines start lazily
         self.name = self.local.name
         self.workers: list[Worker] = []
@@ -252,7 +267,7 @@ class ProcessSource:
         for worker in [w for w in self.workers if not w.alive()]:
             self._drop(worker)
         if len(self.workers) < self.size:
-            self.workers.append(Worker(self.factory, self.timeout))
+            self.workers.append(self.spawn(self.factory, self.timeout))
             return self.workers[-1]
         return min(self.workers, key=lambda w: w.hosted)
 
