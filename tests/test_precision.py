@@ -1,7 +1,10 @@
 """Precision and memory of the policy: float32 master weights under bfloat16 autocast, the
-sampler's prefill computing one position of logits, gradient checkpointing, LoRA unchanged."""
+sampler's prefill computing one position of logits, gradient checkpointing, LoRA unchanged.
+SKILLVET_TEST_DEVICE (default cpu) runs them on another device (bench/gpu.py: cuda)."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -14,6 +17,7 @@ from skillvet.policy.hf import Policy  # noqa: E402
 from skillvet.policy.models import build_tiny, chatml_text  # noqa: E402
 from skillvet.sft import expert_demos  # noqa: E402
 
+DEVICE = os.environ.get("SKILLVET_TEST_DEVICE", "cpu")
 TINY = TinyModelConfig(layers=2, hidden=64, heads=4, vocab_size=400, tokenizer_tasks=10)
 
 
@@ -30,7 +34,7 @@ def tiny_folder(tmp_path_factory, demos):
 
 
 def _policy(folder, **model) -> Policy:
-    return Policy.load(folder, ModelConfig(tiny=TINY, device="cpu", lora_rank=4, **model))
+    return Policy.load(folder, ModelConfig(tiny=TINY, device=DEVICE, lora_rank=4, **model))
 
 
 def _one_update(policy: Policy, demos, lr: float) -> tuple[dict, torch.optim.Optimizer]:
