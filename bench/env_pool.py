@@ -1,5 +1,6 @@
-"""ALFWorld through the environment pool: expert steps per second in this process and with 1
-and 2 worker processes, in one run.
+"""ALFWorld through the environment pool: expert steps per second and episodes per minute in
+this process, with 1 and 2 worker processes, and with 1 and 2 Ray actors (local cluster), in one
+run.
 
     python3 bench/env_pool.py [--games 8] [--group 4] [--repeats 3] [--data ../shared/alfworld]
 
@@ -8,8 +9,9 @@ rollout's batch: B tasks x N rollouts), resets them all (`reset_all`) and plays 
 walkthrough, one batch step at a time (`step_all`), as a rollout does. New environments go to
 the worker hosting the fewest, so each worker holds half of every group. The figure is the
 median over repeats of walkthrough steps per second of wall time, resets included (loading a
-game is most of ALFWorld's cost). Workers start before the clock does. Prints a Markdown table
-for bench/README.md.
+game is most of ALFWorld's cost), and the batch's episodes per minute (an eval's throughput on
+the environments' side: the policy's time is not in it). Workers start before the clock does.
+`--backends process` leaves Ray out. Prints a Markdown table for bench/README.md.
 """
 
 from __future__ import annotations
@@ -45,11 +47,16 @@ def main() -> None:
     parser.add_argument("--group", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data", default="../shared/alfworld")
+    parser.add_argument("--backends", nargs="+", default=["process", "ray"])
     args = parser.parse_args()
     rows = []
-    for workers in (0, 1, 2):
+    runs = [("process", w) for w in (0, 1, 2)]
+    runs += [("ray", w) for w in (1, 2) if "ray" in args.backends]
+    for backend, workers in runs:
         source = make_source(
-            EnvConfig(name="alfworld", data=args.data, workers=workers, max_steps=50)
+            EnvConfig(
+                name="alfworld", data=args.data, workers=workers, max_steps=50, backend=backend
+            )
         )
         tasks = [t for t in source.tasks("valid_seen")[: args.games] for _ in range(args.group)]
         plans = [source.expert(t) for t in tasks]
@@ -62,18 +69,22 @@ def main() -> None:
             rates.append(steps / seconds)
         if isinstance(source, ProcessSource):
             source.close()
-        rows.append((workers, steps, statistics.median(rates)))
+        rows.append((backend, workers, steps, statistics.median(rates)))
     machine = machine_info()
     print(
-        "| where the games run | games x rollouts | steps per batch | steps/s "
-        "| relative to 1 worker |"
+        "| where the games run | games x rollouts | steps per batch | steps/s | episodes/min "
+        "| relative to 1 worker process |"
     )
-    print("| --- | --- | ---: | ---: | ---: |")
-    one = next(rate for w, _, rate in rows if w == 1)
-    for workers, steps, rate in rows:
-        where = "this process" if workers == 0 else f"{workers} worker{'s' if workers > 1 else ''}"
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    one = next(rate for b, w, _, rate in rows if (b, w) == ("process", 1))
+    episodes = len(tasks)
+    for backend, workers, steps, rate in rows:
+        names = {"ray": ("Ray actor", "Ray actors"), "process": ("worker", "workers")}
+        where = "this process" if workers == 0 else f"{workers} {names[backend][workers > 1]}"
+        per_minute = episodes / (steps / rate) * 60
         print(
-            f"| {where} | {args.games} x {args.group} | {steps} | {rate:.1f} | {rate / one:.2f}x |"
+            f"| {where} | {args.games} x {args.group} | {steps} | {rate:.1f} | {per_minute:.1f} "
+            f"| {rate / one:.2f}x |"
         )
     print(
         f"\nMachine: {machine['cpu']} (family/model {machine['cpu_family_model']}), "
