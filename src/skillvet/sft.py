@@ -48,8 +48,10 @@ def expert_demos(
     recovery: float = 0.0,
     seed: int = 0,
     max_steps: int | None = None,
+    on_task: Callable[[int], None] | None = None,
 ) -> list[Demo]:
-    """One demonstration per expert step of each task (the expert's episode replayed).
+    """One demonstration per expert step of each task (the expert's episode replayed);
+    `on_task(1)` after each task (a progress bar).
 
     `skills(task, goal)` gives the skills block shown in that task's prompts (none if omitted).
     With `recovery` > 0, that share of the expert's steps (after the first) is demonstrated a
@@ -95,6 +97,8 @@ def expert_demos(
                     "the state"
                 )
             history.append(Turn(played.action, after.observation))
+        if on_task is not None:
+            on_task(1)
     return demos
 
 
@@ -341,7 +345,10 @@ class WarmStartDemos:
 
 
 def warm_start_demos(
-    cfg: Config, source: TaskSource, train_tasks: Sequence[Task]
+    cfg: Config,
+    source: TaskSource,
+    train_tasks: Sequence[Task],
+    on_task: Callable[[int], None] | None = None,
 ) -> WarmStartDemos:
     """Every demonstration of a run's warm start, as `cfg.sft` asks: the expert's steps on the
     first `sft.tasks` train tasks (of `sft.types`, if given) with their recovery steps, the skill
@@ -358,6 +365,7 @@ def warm_start_demos(
         recovery=sft.recovery,
         seed=cfg.run.seed,
         max_steps=cfg.env.max_steps,
+        on_task=on_task,
     )
     if sft.skills_share > 0 or sft.writing_demos > 0:
         demos += skill_demos(
@@ -370,4 +378,5 @@ def warm_start_demos(
             cfg.run.seed,
             other_skills=sft.other_skills,
         )
-    return WarmStartDemos(demos, expert_demos(source, held_out, history), len(tasks))
+    val = expert_demos(source, held_out, history, on_task=on_task)
+    return WarmStartDemos(demos, val, len(tasks))
