@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,13 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _cache_keyword(model) -> str:
+    """The forward's name for the KV cache, in its arguments and its output: `cache` in
+    transformers' newer versions, `past_key_values` before."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
 def _dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
@@ -88,6 +96,7 @@ class Policy:
         if not self.lora:
             self._ref = copy.deepcopy(model).eval().requires_grad_(False).to(self.compute_dtype)
         self._stop_enders: dict[str, torch.Tensor] = {}
+        self._cache = _cache_keyword(model)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         eos = {tokenizer.eos_token_id}
         im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -227,9 +236,9 @@ class Policy:
                 input_ids=ids,
                 attention_mask=mask,
                 position_ids=pos,
-                past_key_values=cache,
                 use_cache=True,
                 logits_to_keep=1,
+                **{self._cache: cache},
             )
         logits = out.logits[:, -1, :].float()
         enders = self._stop_ender_mask(stop_text, logits.shape[-1]) if stop_text else None
@@ -272,8 +281,8 @@ class Policy:
                     input_ids=token[:, None],
                     attention_mask=mask,
                     position_ids=pos,
-                    past_key_values=cache,
                     use_cache=True,
+                    **{self._cache: cache},
                 )
             logits = out.logits[:, -1, :].float()
         logps: list[list[float]] = [[] for _ in prompts]
@@ -345,7 +354,7 @@ class Policy:
             # weights through all rows, as in the unshared forward.
             head = torch.tensor([list(prompts[0][:shared])], dtype=torch.long, device=self.device)
             with self.autocast():
-                cache = model(input_ids=head, use_cache=True).past_key_values
+                cache = getattr(model(input_ids=head, use_cache=True), self._cache)
             cache.batch_repeat_interleave(len(prompts))
         else:
             cache = None
@@ -358,8 +367,8 @@ class Policy:
                 input_ids=ids,
                 attention_mask=mask,
                 position_ids=pos,
-                past_key_values=cache,
                 use_cache=cache is not None,
+                **{self._cache: cache},
                 logits_to_keep=width + 1,
             )
         logits = out.logits[:, :-1, :].float()  # position j predicts token j + 1: the last `width`
