@@ -61,6 +61,9 @@ class RayWorker:
         connect()
         self.timeout = timeout
         self.actor = ray.remote(num_cpus=1, max_restarts=0)(_Actor).remote(factory)
+        # the actor's start (a process, its imports, the source it builds) is not a request:
+        # it gets its own, longer limit
+        self._pid = ray.get(self.actor.pid.remote(), timeout=max(600.0, timeout))
         self.pending: collections.deque = collections.deque()
         self.hosted = 0
         """Environments open in this actor."""
@@ -69,9 +72,7 @@ class RayWorker:
 
     @property
     def pid(self) -> int | None:
-        import ray
-
-        return ray.get(self.actor.pid.remote(), timeout=self.timeout)
+        return self._pid
 
     def alive(self) -> bool:
         return self.dead is None
