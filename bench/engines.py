@@ -36,7 +36,7 @@ from skillvet.config import AlgoConfig, HouseholdConfig, ModelConfig, TrainConfi
 from skillvet.envs.household import HouseholdSource
 from skillvet.learner import compute_advantages, update
 from skillvet.machine import machine_info
-from skillvet.policy.hf import Policy
+from skillvet.policy.hf import LORA_TARGETS, Policy
 from skillvet.policy.models import resolve
 from skillvet.policy.sampler import HfSampler
 from skillvet.policy.vllm import VllmConfig, VllmSampler
@@ -105,15 +105,7 @@ def trl_learner(rows, micro: int, group: int, out_dir: str) -> float:
         r=16,
         lora_alpha=32,
         lora_dropout=0.0,
-        target_modules=[
-            "q_proj",
-            "k_proj",
-            "v_proj",
-            "o_proj",
-            "gate_proj",
-            "up_proj",
-            "down_proj",
-        ],
+        target_modules=list(LORA_TARGETS),
         task_type="CAUSAL_LM",
     )
     args = GRPOConfig(

@@ -402,11 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=NON_NEGATIVE, help="sampling seed (default: the one the run's own evals use)"
     )
     ev.add_argument("--batch-size", type=POSITIVE, default=64, help="environments played at once")
-    ev.add_argument(
-        "--engine",
-        choices=["hf", "vllm"],
-        help="rollout engine (default: the run's sampling.engine, else hf)",
-    )
+    ev.add_argument("--engine", choices=["hf", "vllm"], help="rollout engine (default: the run's)")
     ev.add_argument("--out", help="write the episodes to this JSONL file")
     ev.add_argument(
         "--set",

@@ -38,6 +38,8 @@ import torch
 from skillvet.config import ModelConfig
 
 STOP_TEXT = "</action>"
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+"""The projections LoRA adapts: every linear layer of attention and MLP."""
 
 
 @dataclass
@@ -134,15 +136,7 @@ class Policy:
                     r=cfg.lora_rank,
                     lora_alpha=cfg.lora_alpha,
                     lora_dropout=0.0,
-                    target_modules=[
-                        "q_proj",
-                        "k_proj",
-                        "v_proj",
-                        "o_proj",
-                        "gate_proj",
-                        "up_proj",
-                        "down_proj",
-                    ],
+                    target_modules=list(LORA_TARGETS),
                     task_type="CAUSAL_LM",
                 )
                 model = get_peft_model(model, lora)
