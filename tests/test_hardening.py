@@ -109,9 +109,10 @@ def test_missing_or_damaged_checkpoints_get_a_message_naming_the_file(
     shutil.copytree(finished_run, run)
     (run / "run.lock").unlink(missing_ok=True)
     latest = json.loads((run / "checkpoints" / "latest.json").read_text())
-    (run / "checkpoints" / latest["folder"] / "optimizer.pt").write_bytes(b"not a checkpoint")
+    folder = run / "checkpoints" / latest["folder"]
+    (folder / "__0_0.distcp").write_bytes(b"not a checkpoint")
     assert main(["train", "--resume", str(run), "--quiet"]) == 2
-    assert "optimizer.pt is damaged" in capsys.readouterr().err
+    assert f"checkpoint {folder} is damaged" in capsys.readouterr().err
     shutil.rmtree(run / "checkpoints" / latest["folder"])
     assert main(["eval", "--model", str(run), "--env", "household", "--limit", "1"]) == 2
     assert "which is missing" in capsys.readouterr().err

@@ -150,6 +150,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 3
+    if not result:  # a rank of a torchrun job other than the main one: it prints nothing
+        return 0
 
     def rate(brief: dict | None) -> str:
         if brief is None:
@@ -357,16 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--quiet", action="store_true", help="no progress bar")
     check.set_defaults(func=cmd_env_check)
 
-    train = sub.add_parser(
-        "train", help="train an agent: warm start, then RL (GiGPO, GRPO or RLOO)"
-    )
+    train = sub.add_parser("train", help="train an agent: warm start, then RL (GiGPO, GRPO, RLOO)")
     train.add_argument(
         "recipe", nargs="?", help="YAML recipe (default: the built-in household-tiny run)"
     )
     train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.iterations=5")
-    train.add_argument(
-        "--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint"
-    )
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
     train.add_argument("--quiet", action="store_true", help="log lines instead of progress bars")
     train.set_defaults(func=cmd_train)
 

@@ -1,18 +1,28 @@
 """Evaluation: play the first tasks of a split once each and report success, overall and per
-task type, each with its 95% Wilson interval."""
+task type, each with its 95% Wilson interval.
+
+Each task's episode samples from its own generator, seeded by (seed, task's place in the list):
+what a task's episode draws does not depend on the batch it shares, so an eval split over
+batches or over processes (`skillvet.distributed`) plays what one batch would."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-import torch
+import numpy as np
 
 from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
 from skillvet.rollout import rollout
 from skillvet.stats import format_rate, wilson_interval
 from skillvet.types import Episode, Task
+
+
+def episode_seeds(seed: int, count: int) -> list[int]:
+    """One sampling seed per episode, for episodes 0..count-1 of a rollout seeded by `seed`
+    (a prefix of a longer list is the shorter list)."""
+    return [int(s) for s in np.random.SeedSequence([seed, 5]).generate_state(count)]
 
 
 def summarize(episodes: Sequence[Episode]) -> dict:
@@ -67,6 +77,7 @@ def evaluate(
     temperature: float = 0.0,
     history_length: int = 2,
     seed: int = 0,
+    seeds: Sequence[int] | None = None,
     batch_size: int = 64,
     on_episodes: Callable[[int], None] | None = None,
     skills: Callable[[Task, str], Sequence[str]] | None = None,
@@ -76,8 +87,9 @@ def evaluate(
 
     `skills(task, goal)` gives the skill texts shown for a task (a run's bank, for SAPO runs);
     `skills_section` shows the prompt's skills section even when a task has none (SAPO runs).
+    `seeds` (one per task) replaces the seeds drawn from `seed`.
     """
-    generator = torch.Generator(device=policy.device).manual_seed(seed)
+    seeds = list(seeds) if seeds is not None else episode_seeds(seed, len(tasks))
     episodes: list[Episode] = []
     for start in range(0, len(tasks), batch_size):
         chunk = tasks[start : start + batch_size]
@@ -89,7 +101,7 @@ def evaluate(
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             history_length=history_length,
-            generator=generator,
+            sampling_seeds=seeds[start : start + batch_size],
             skills=skills,
             skills_section=skills_section,
         )

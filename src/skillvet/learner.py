@@ -44,6 +44,7 @@ from skillvet.advantages import (
     rloo_advantages,
 )
 from skillvet.config import AlgoConfig, TrainConfig
+from skillvet.distributed import ONE, Dist
 from skillvet.losses import LossParts, policy_loss, sampler_mismatch, truncated_is_weights
 from skillvet.policy.hf import Policy
 from skillvet.types import Episode, GeneratorRows
@@ -208,9 +209,9 @@ def _generator_backward(policy: Policy, rows: GeneratorRows, temperature: float)
 @torch.no_grad()
 def _learner_logprobs(
     policy: Policy, rows: Rows, size: int, temperature: float
-) -> tuple[list[list[float]], tuple[float, float]]:
-    """The learner's log-probs of every row's sampled tokens, and their mismatch with the
-    sampler's (mean |difference|, k3 KL) over all tokens."""
+) -> tuple[list[list[float]], np.ndarray]:
+    """The learner's log-probs of every row's sampled tokens, and the sums of their mismatch
+    with the sampler's (|difference|, k3 KL) over all tokens, with the token count."""
     out: list[list[float]] = [[] for _ in rows.prompts]
     abs_sum = kl_sum = tokens = 0.0
     for idx in micro_batches(rows, range(len(rows.prompts)), size):
@@ -224,7 +225,7 @@ def _learner_logprobs(
         abs_sum, kl_sum, tokens = abs_sum + diff * count, kl_sum + kl * count, tokens + count
         for b, (i, r) in enumerate(zip(idx, responses)):
             out[i] = logp[b, logp.shape[1] - len(r) :].tolist() if r else []
-    return out, (abs_sum / max(tokens, 1.0), kl_sum / max(tokens, 1.0))
+    return out, np.array([abs_sum, kl_sum, tokens])
 
 
 def _old_logprobs(
@@ -235,8 +236,7 @@ def _old_logprobs(
     learner's recomputed with another engine (the mismatch measured here, over all tokens)."""
     if exact_sampler:
         return rows.old_logprobs, np.zeros(3)
-    olds, (m_abs, m_kl) = _learner_logprobs(policy, rows, train.micro_batch_size, temperature)
-    return olds, np.array([m_abs, m_kl, 1.0])
+    return _learner_logprobs(policy, rows, train.micro_batch_size, temperature)
 
 
 def _micro_batch_loss(
@@ -292,6 +292,7 @@ def update(
     rng: np.random.Generator,
     generator_rows: GeneratorRows | None = None,
     exact_sampler: bool = True,
+    dist: Dist = ONE,
 ) -> dict[str, float]:
     """PPO epochs over `rows`; returns token-weighted means of the loss parts.
 
@@ -299,8 +300,15 @@ def update(
     policy-written skills, added to the first mini-batch's loss (METHOD.md section 3, step 8).
     `exact_sampler`: the rows' log-probs are the learner's own (the HF sampler); otherwise they
     are recomputed and the sampler's corrected by truncated importance sampling (`algo.tis_cap`).
+    `dist` (several processes, `skillvet.distributed`): `rows` are this rank's; the mini-batches
+    are drawn over all ranks' rows in rank order, each token weighs by its share of the whole
+    mini-batch, and the gradients are summed over ranks before each step.
     """
-    n = len(rows.prompts)
+    lengths = [len(r) for r in rows.responses]
+    every = dist.gather(lengths)
+    offset = sum(len(x) for x in every[: dist.rank])
+    length_N = np.asarray([n for x in every for n in x], dtype=np.int64)
+    n = len(length_N)
     totals = {"loss": 0.0, "pg": 0.0, "kl": 0.0, "entropy": 0.0, "clip_fraction": 0.0}
     grad_norms: list[float] = []
     gen_loss = 0.0
@@ -322,11 +330,12 @@ def update(
         for mini in np.array_split(order, train.mini_batches):
             if len(mini) == 0:
                 continue
-            mini_tokens = sum(len(rows.responses[i]) for i in mini)
+            mini_tokens = int(length_N[mini].sum())
+            mine = [int(i) - offset for i in mini if offset <= i < offset + len(lengths)]
             optimizer.zero_grad(set_to_none=True)
             if generator_rows is not None and steps == 0:
                 gen_loss = _generator_backward(policy, generator_rows, temperature)
-            for idx in micro_batches(rows, mini, train.micro_batch_size):
+            for idx in micro_batches(rows, mine, train.micro_batch_size):
                 parts, logp, old, mask = _micro_batch_loss(
                     policy, rows, idx, olds, train, algo, temperature, exact_sampler
                 )
@@ -338,6 +347,7 @@ def update(
                 for key, value in parts.values().items():
                     totals[key] += value * count
                 tokens_seen += int(count)
+            dist.reduce_grads(policy.parameters())
             norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), train.max_grad_norm))
             if not math.isfinite(norm):
                 optimizer.zero_grad(set_to_none=True)
@@ -347,9 +357,12 @@ def update(
             grad_norms.append(norm)
             optimizer.step()
             steps += 1
-    out = {k: v / max(tokens_seen, 1) for k, v in totals.items()}
+    summed = dist.sum(np.array([*totals.values(), tokens_seen, *mismatch]))
+    tokens_seen = int(summed[len(totals)])
+    mismatch = summed[len(totals) + 1 :]
+    out = {k: v / max(tokens_seen, 1) for k, v in zip(totals, summed)}
     out["grad_norm"] = float(np.mean(grad_norms)) if grad_norms else 0.0
-    out["gen_loss"] = gen_loss
+    out["gen_loss"] = float(dist.sum(np.array([gen_loss]))[0])
     out["tokens"] = tokens_seen
     out["optimizer_steps"] = steps
     out["mismatch_abs"] = float(mismatch[0] / max(mismatch[2], 1.0))

@@ -48,6 +48,7 @@ def rollout(
     sampling_seeds: Sequence[int] | None = None,
     index_offset: int = 0,
     skills_section: bool = False,
+    first_group: int = 0,
 ) -> list[Episode]:
     """Play every task `group_size` times; return the episodes, grouped by task, in order.
 
@@ -57,6 +58,7 @@ def rollout(
     generator instead of the shared `generator`: two rollouts given the same seeds sample with
     common random numbers, pair by pair. `index_offset` numbers the rollouts of a group from it.
     `skills_section` shows the prompt's skills section even when a task has no skill (SAPO).
+    `first_group` numbers the tasks' groups from it (a rank's share of an iteration's tasks).
     """
     if sampling_seeds is not None and len(sampling_seeds) != len(tasks) * group_size:
         raise ValueError(
@@ -73,7 +75,9 @@ def rollout(
         if g not in shown_by_group:  # asked once per task
             shown_by_group[g] = tuple(skills(task, first.task)) if skills is not None else ()
         shown = shown_by_group[g]
-        episode = Episode(task=task, group=g, index=index_offset + n, goal=first.task, skills=shown)
+        episode = Episode(
+            task=task, group=first_group + g, index=index_offset + n, goal=first.task, skills=shown
+        )
         episodes.append(episode)
         if first.error is not None:
             episode.error = first.error

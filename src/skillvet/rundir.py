@@ -5,10 +5,11 @@ checkpoints, and the lock a writing process holds.
   they lie inside it (`model-sft`), so a run can be moved, copied or opened from anywhere, and a
   copy reads its own weights, not the original's. Paths outside it (a cached base model, a hub
   id) stay as they are.
-- Checkpoints: `checkpoints/iter-NNNNNN/` holds the trainable weights and the optimizer state;
-  `checkpoints/latest.json` points at the newest and is replaced atomically, so a kill during a
-  save leaves the previous checkpoint in use. A missing or damaged checkpoint is a `DamagedRun`
-  that says which file, never a raw traceback.
+- Checkpoints: `checkpoints/iter-NNNNNN/` holds the trainable weights and the optimizer state,
+  written by `torch.distributed.checkpoint` (`skillvet.runs.save_checkpoint`: one process or
+  many, each writing its shard); `checkpoints/latest.json` points at the newest and is replaced
+  atomically, so a kill during a save leaves the previous checkpoint in use. A missing or
+  damaged checkpoint is a `DamagedRun` that says which file, never a raw traceback.
 - One writer at a time: a process that trains a run holds an exclusive lock on `run.lock` for
   its life; a second one is refused with `RunInUse` (readers, such as `eval`, take no lock).
 """
@@ -115,7 +116,8 @@ def latest_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
 
 
 def load_checkpoint_file(folder: Path, name: str) -> dict:
-    """One file of a checkpoint (trainable.pt, optimizer.pt), or a DamagedRun naming it."""
+    """One file of a checkpoint written by torch.save (trainable.pt, optimizer.pt: checkpoints
+    from before `torch.distributed.checkpoint`), or a DamagedRun naming it."""
     path = folder / name
     if not path.is_file():
         raise DamagedRun(f"checkpoint file {path} is missing")
@@ -125,17 +127,14 @@ def load_checkpoint_file(folder: Path, name: str) -> dict:
         raise DamagedRun(f"checkpoint file {path} is damaged: {type(err).__name__}: {err}") from err
 
 
-def save_checkpoint(
-    run_dir: Path, trainable: dict, optimizer: dict, iteration: int, keep_every: int
-) -> None:
-    """Write checkpoint `iteration`, point latest.json at it, drop the previous unless kept."""
+def checkpoint_folder(run_dir: Path, iteration: int) -> Path:
+    return run_dir / "checkpoints" / f"iter-{iteration:06d}"
+
+
+def point_latest(run_dir: Path, iteration: int, keep_every: int) -> None:
+    """Point latest.json at checkpoint `iteration` (written), drop the previous unless kept."""
     root = run_dir / "checkpoints"
-    folder = f"iter-{iteration:06d}"
-    target = root / folder
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    torch.save(trainable, target / "trainable.pt")
-    torch.save(optimizer, target / "optimizer.pt")
+    folder = checkpoint_folder(run_dir, iteration).name
     pointer = root / "latest.json"
     try:
         previous = json.loads(pointer.read_text())["folder"] if pointer.is_file() else None

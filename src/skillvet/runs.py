@@ -8,16 +8,19 @@ The files a run directory holds are `skillvet.rundir`'s; the RL loop is `skillve
 from __future__ import annotations
 
 import json
+import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from skillvet import checkpoint
 from skillvet.config import Config, load_config, save_config
 from skillvet.configerror import ConfigError
+from skillvet.distributed import ONE, Dist
 from skillvet.envs import TaskSource, make_source
 from skillvet.jsonl import append_jsonl, keep_through, read_jsonl
 from skillvet.loggers import Loggers
@@ -26,13 +29,13 @@ from skillvet.policy.hf import Policy
 from skillvet.policy.models import build_tiny, chatml_text, resolve
 from skillvet.policy.sampler import Sampler, check_engine, make_sampler
 from skillvet.rundir import (
+    checkpoint_folder,
     latest_checkpoint,
-    load_checkpoint_file,
     lock,
+    point_latest,
     read_start,
     write_start,
 )
-from skillvet.rundir import save_checkpoint as save_checkpoint_files
 from skillvet.sft import Validation, WarmStartDemos, expert_demos, supervised, warm_start_demos
 from skillvet.skills.sapo import SkillVetting
 from skillvet.stats import wilson_interval
@@ -54,6 +57,8 @@ class Run:
     """The rollout engine (`sampling.engine`) holding `policy`'s weights."""
     held: object = None
     """The run's writer lock (`skillvet.rundir.lock`), held while this object lives."""
+    dist: Dist = field(default_factory=Dist)
+    """The processes this run is on (`skillvet.distributed`); the main one writes and prints."""
 
     def path(self, name: str) -> Path:
         return self.dir / name
@@ -61,6 +66,8 @@ class Run:
     def say(self, text: str) -> None:
         from tqdm import tqdm
 
+        if not self.dist.main:
+            return
         if self.quiet:
             print(text, flush=True)
         else:
@@ -69,7 +76,8 @@ class Run:
     def bar(self, **kwargs):
         from tqdm import tqdm
 
-        return tqdm(disable=True if self.quiet else None, dynamic_ncols=True, **kwargs)
+        silent = self.quiet or not self.dist.main
+        return tqdm(disable=True if silent else None, dynamic_ncols=True, **kwargs)
 
 
 def optimizer(policy: Policy, cfg: Config) -> torch.optim.Optimizer:
@@ -78,8 +86,11 @@ def optimizer(policy: Policy, cfg: Config) -> torch.optim.Optimizer:
     )
 
 
-def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = None) -> Run:
-    """A new run directory: resolved config, start model (after the warm start), optimizer."""
+def start_run(
+    cfg: Config, quiet: bool = False, run_dir: str | Path | None = None, dist: Dist = ONE
+) -> Run:
+    """A new run directory: resolved config, start model (after the warm start), optimizer.
+    On several processes the main one alone calls this (the others then `resume_run` it)."""
     if cfg.model.threads:
         torch.set_num_threads(cfg.model.threads)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -123,7 +134,7 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
     else:
         base = resolve(cfg.model.name)
     policy = Policy.load(base, cfg.model)
-    run = Run(cfg, path, source, policy, optimizer(policy, cfg), quiet=quiet, held=held)
+    run = Run(cfg, path, source, policy, optimizer(policy, cfg), quiet=quiet, held=held, dist=dist)
     adapter = None
     if demos is not None:
         base, adapter = _warm_start(run, demos, base)
@@ -132,7 +143,7 @@ def start_run(cfg: Config, quiet: bool = False, run_dir: str | Path | None = Non
         run.optimizer = optimizer(run.policy, cfg)
     write_start(path, base, adapter)
     if cfg.skills.enabled:
-        run.vetting = SkillVetting(cfg, path)
+        run.vetting = SkillVetting(cfg, path, dist=dist)
     run.sampler = make_sampler(run.policy, cfg.sampling)
     return run
 
@@ -191,41 +202,55 @@ def _warm_start(run: Run, demos: WarmStartDemos, base: str) -> tuple[str, str | 
     return (base, saved) if cfg.model.lora else (saved, None)
 
 
-def resume_run(run_dir: str | Path, quiet: bool = False) -> Run:
-    """Reopen a run at its last checkpoint; records of later iterations are dropped."""
+def resume_run(run_dir: str | Path, quiet: bool = False, dist: Dist = ONE) -> Run:
+    """Reopen a run at its last checkpoint; records of later iterations are dropped.
+
+    On several processes (`dist`) every rank opens it, after the main one has made or resumed
+    it: the main one alone takes the lock and trims the records and the bank."""
     path = Path(run_dir)
     if not (path / "config.yaml").is_file() or not (path / "start.json").is_file():
         raise FileNotFoundError(f"{path} is not a run directory (no config.yaml / start.json)")
-    held = lock(path)
+    held = lock(path) if dist.main else None
     cfg = load_config(path / "config.yaml")
     if cfg.model.threads:
         torch.set_num_threads(cfg.model.threads)
     policy = load_policy_from_start(path, cfg)
     run = Run(
-        cfg, path, make_source(cfg.env), policy, optimizer(policy, cfg), quiet=quiet, held=held
+        cfg,
+        path,
+        make_source(cfg.env),
+        policy,
+        optimizer(policy, cfg),
+        quiet=quiet,
+        held=held,
+        dist=dist,
     )
     latest = latest_checkpoint(path)
     if latest is not None:
         run.start_iteration, ckpt = latest
-        policy.load_trainable_state(load_checkpoint_file(ckpt, "trainable.pt"))
-        run.optimizer.load_state_dict(load_checkpoint_file(ckpt, "optimizer.pt"))
-    for name in ("metrics.jsonl", "trajectories.jsonl", "eval.jsonl"):
-        keep_through(path / name, run.start_iteration)
+        checkpoint.load(ckpt, policy, run.optimizer)
+    if dist.main:
+        for name in ("metrics.jsonl", "trajectories.jsonl", "eval.jsonl"):
+            keep_through(path / name, run.start_iteration)
     if cfg.skills.enabled:
-        run.vetting = SkillVetting(cfg, path)
-        run.vetting.bank.rollback_after(run.start_iteration)
+        run.vetting = SkillVetting(cfg, path, dist=dist)
+        if dist.main:
+            run.vetting.bank.rollback_after(run.start_iteration)
     run.sampler = make_sampler(policy, cfg.sampling)  # with the checkpoint's weights
     return run
 
 
 def save_checkpoint(run: Run, iteration: int) -> None:
-    save_checkpoint_files(
-        run.dir,
-        run.policy.trainable_state(),
-        run.optimizer.state_dict(),
-        iteration,
-        run.cfg.train.keep_every,
-    )
+    """Checkpoint `iteration` through DCP (every rank together), then latest.json points at
+    it; the previous one is dropped unless `train.keep_every` keeps it."""
+    folder = checkpoint_folder(run.dir, iteration)
+    if run.dist.main:
+        shutil.rmtree(folder, ignore_errors=True)
+    run.dist.barrier()
+    checkpoint.save(folder, run.policy, run.optimizer)
+    run.dist.barrier()
+    if run.dist.main:
+        point_latest(run.dir, iteration, run.cfg.train.keep_every)
 
 
 def load_policy_from_start(run_dir: Path, cfg: Config) -> Policy:
@@ -241,7 +266,7 @@ def load_run_policy(run_dir: str | Path) -> tuple[Config, Policy]:
     policy = load_policy_from_start(path, cfg)
     latest = latest_checkpoint(path)
     if latest is not None:
-        policy.load_trainable_state(load_checkpoint_file(latest[1], "trainable.pt"))
+        checkpoint.load(latest[1], policy)
     policy.model.eval()
     return cfg, policy
 

@@ -31,10 +31,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import torch
 
 from skillvet.config import Config
-from skillvet.evaluate import evaluate, format_summary, summarize
+from skillvet.distributed import Dist
+from skillvet.evaluate import episode_seeds, evaluate, format_summary, summarize
 from skillvet.jsonl import append_jsonl, read_jsonl
 from skillvet.learner import compute_advantages, update, zero_signal_share
 from skillvet.loggers import Loggers
@@ -78,31 +78,39 @@ def eval_seed(cfg: Config) -> int:
 
 
 def run_eval(run: Run, iteration: int, stage: str) -> dict:
-    cfg = run.cfg
+    """Evaluate on the eval split (each rank its share of the tasks, with the seeds they have in
+    the one-process eval); the main process records and prints it."""
+    cfg, dist = run.cfg, run.dist
     tasks = run.source.tasks(cfg.env.eval_split)[: cfg.eval.tasks]
+    mine = dist.share(len(tasks))
+    seeds = episode_seeds(eval_seed(cfg), len(tasks))
     t0 = time.time()
-    with run.bar(total=len(tasks), desc=f"eval {stage}", leave=False) as bar:
-        summary, _ = evaluate(
+    with run.bar(total=len(mine), desc=f"eval {stage}", leave=False) as bar:
+        _, episodes = evaluate(
             run.sampler,
             run.source,
-            tasks,
+            tasks[mine.start : mine.stop],
             max_new_tokens=cfg.sampling.max_action_tokens,
             temperature=cfg.eval.temperature,
             history_length=cfg.sampling.history_length,
-            seed=eval_seed(cfg),
+            seeds=seeds[mine.start : mine.stop],
             on_episodes=bar.update,
-            skills=run.vetting.skills_fn(run.policy) if run.vetting is not None else None,
-            skills_section=run.vetting is not None,
+            skills=run.vetting.skills_fn(run.policy, bank=run.vetting.promoted())
+            if run.vetting is not None
+            else None,
+            skills_section=cfg.skills.enabled,
         )
+    summary = summarize([e for part in dist.gather(episodes) for e in part])
     record = {
         "iteration": iteration,
         "stage": stage,
         "seconds": round(time.time() - t0, 2),
         **summary,
     }
-    append_jsonl(run.path("eval.jsonl"), record)
-    if run.loggers is not None:
-        run.loggers.log("eval", record, iteration)
+    if dist.main:
+        append_jsonl(run.path("eval.jsonl"), record)
+        if run.loggers is not None:
+            run.loggers.log("eval", record, iteration)
     run.say(
         f"eval {stage} (iteration {iteration}) on {cfg.env.eval_split}: success "
         f"{format_summary(summary)}"
@@ -116,8 +124,9 @@ def run_eval(run: Run, iteration: int, stage: str) -> dict:
 
 
 def train_iteration(run: Run, iteration: int) -> dict:
-    """One RL iteration (1-based): rollout, advantages, update. Returns its metrics line."""
-    cfg = run.cfg
+    """One RL iteration (1-based): rollout, advantages, update. Returns its metrics line (every
+    rank returns it; the main process writes it)."""
+    cfg, dist = run.cfg, run.dist
     rng = np.random.default_rng(_seed(cfg, iteration, 0))
     pool = run.source.tasks(cfg.env.train_split)
     vetting = run.vetting
@@ -130,21 +139,24 @@ def train_iteration(run: Run, iteration: int) -> dict:
             if k
             else uniform_tasks(pool, cfg.train.tasks_per_iteration, rng)
         )
-        generator = torch.Generator(device=run.policy.device).manual_seed(_seed(cfg, iteration, 1))
+        n = cfg.train.group_size
+        mine = dist.share(len(tasks))  # whole groups: GiGPO's groups stay on one rank
+        seeds = episode_seeds(_seed(cfg, iteration, 1), len(tasks) * n)
         episodes = rollout(
             run.sampler,
             run.source,
-            tasks,
-            cfg.train.group_size,
+            tasks[mine.start : mine.stop],
+            n,
             max_new_tokens=cfg.sampling.max_action_tokens,
             temperature=cfg.sampling.temperature,
             history_length=cfg.sampling.history_length,
-            generator=generator,
+            sampling_seeds=seeds[mine.start * n : mine.stop * n],
+            first_group=mine.start,
         )
     else:  # SAPO: base half, induce, augmented half, utility
         tasks = vetting.sample_tasks(pool, rng)
         episodes, skill_stats = vetting.play(
-            run.policy, run.source, tasks, iteration, _seed(cfg, iteration, 1)
+            run.policy, run.source, tasks, iteration, _seed(cfg, iteration, 1), dist
         )
     t_rollout = time.time() - t0
     run.sampler.release()
@@ -153,7 +165,7 @@ def train_iteration(run: Run, iteration: int) -> dict:
     generator_rows = None
     if vetting is not None and iteration % cfg.skills.promote_every == 0:
         generator_rows, promoted = vetting.promote(
-            run.policy, iteration, run.source, pool, _seed(cfg, iteration, 4)
+            run.policy, iteration, run.source, pool, _seed(cfg, iteration, 4), dist
         )
         skill_stats.update(promoted)
     warm = cfg.train.warmup_iterations
@@ -171,13 +183,17 @@ def train_iteration(run: Run, iteration: int) -> dict:
         np.random.default_rng(_seed(cfg, iteration, 2)),
         generator_rows=generator_rows,
         exact_sampler=run.sampler.exact,
+        dist=dist,
     )
     run.sampler.load_weights(run.policy)  # the next rollout samples from the updated weights
     t_learn = time.time() - t1
 
+    parts = dist.gather((episodes, rows.step_group_sizes, rows.advantages, rows.groups, t_rollout))
+    episodes = [e for part in parts for e in part[0]]
+    sizes, advantages, groups = (np.concatenate([part[i] for part in parts]) for i in (1, 2, 3))
+    t_rollout = max(part[4] for part in parts)
     summary = summarize(episodes)
     generated = sum(len(s.response_ids) for e in episodes for s in e.steps)
-    sizes = rows.step_group_sizes
     record = {
         "iteration": iteration,
         "train_success": summary["success_rate"],
@@ -186,14 +202,14 @@ def train_iteration(run: Run, iteration: int) -> dict:
         "invalid_rate": summary["invalid_rate"],
         "env_errors": summary["errors"],
         "success_by_type": {t: v["success_rate"] for t, v in summary["by_type"].items()},
-        "samples": len(rows.prompts),
+        "samples": len(sizes),
         "step_group_size_mean": float(sizes.mean()) if len(sizes) else 0.0,
         "step_group_singleton_share": float((sizes == 1).mean()) if len(sizes) else 0.0,
         "step_group_size_hist": np.bincount(np.minimum(sizes, 16), minlength=17)[1:].tolist()
         if len(sizes)
         else [],
-        "advantage_abs_mean": float(np.abs(rows.advantages).mean()) if len(sizes) else 0.0,
-        "zero_signal_share": zero_signal_share(rows.advantages, rows.groups),
+        "advantage_abs_mean": float(np.abs(advantages).mean()) if len(sizes) else 0.0,
+        "zero_signal_share": zero_signal_share(advantages, groups),
         "loss": learned["loss"],
         "pg_loss": learned["pg"],
         "kl": learned["kl"],
@@ -210,13 +226,14 @@ def train_iteration(run: Run, iteration: int) -> dict:
         "time_learner_s": round(t_learn, 3),
         **({"gen_loss": learned["gen_loss"], **skill_stats} if vetting is not None else {}),
     }
-    append_jsonl(run.path("metrics.jsonl"), record)
-    if run.loggers is not None:
-        run.loggers.log("train", record, iteration)
-    sample = [e for e in episodes if e.index == 0][: cfg.train.trajectories_per_iteration]
-    for e in sample:
-        episode = e.as_dict(decode=run.policy.tokenizer.decode)
-        append_jsonl(run.path("trajectories.jsonl"), {"iteration": iteration, **episode})
+    if dist.main:
+        append_jsonl(run.path("metrics.jsonl"), record)
+        if run.loggers is not None:
+            run.loggers.log("train", record, iteration)
+        sample = [e for e in episodes if e.index == 0][: cfg.train.trajectories_per_iteration]
+        for e in sample:
+            episode = e.as_dict(decode=run.policy.tokenizer.decode)
+            append_jsonl(run.path("trajectories.jsonl"), {"iteration": iteration, **episode})
     return record
 
 
@@ -232,9 +249,9 @@ def train(run: Run) -> dict:
 
 
 def _train(run: Run) -> dict:
-    cfg = run.cfg
-    run.loggers = Loggers(cfg, run.dir)
-    evals = read_jsonl(run.path("eval.jsonl"))
+    cfg, dist = run.cfg, run.dist
+    run.loggers = Loggers(cfg, run.dir) if dist.main else None
+    evals = dist.broadcast(read_jsonl(run.path("eval.jsonl")) if dist.main else None)
     if cfg.eval.before and not any(r["stage"] == "before" for r in evals):
         run_eval(run, 0, "before")
     with run.bar(
@@ -250,7 +267,7 @@ def _train(run: Run) -> dict:
                 zero_signal=f"{record['zero_signal_share']:.2f}",
                 kl=f"{record['kl']:.3f}",
             )
-            if run.quiet:
+            if run.quiet and run.dist.main:
                 run.say(iteration_line(record, cfg.train.iterations, run))
             if (
                 cfg.train.eval_every
@@ -258,13 +275,14 @@ def _train(run: Run) -> dict:
                 and iteration < cfg.train.iterations
             ):
                 run_eval(run, iteration, "during")
-    evals = read_jsonl(run.path("eval.jsonl"))
+    evals = dist.broadcast(read_jsonl(run.path("eval.jsonl")) if dist.main else None)
     after = next((r for r in evals if r["stage"] == "after"), None)
     if after is None:
-        run.policy.save(run.path("model"))
+        if dist.main:
+            run.policy.save(run.path("model"))
         after = run_eval(run, cfg.train.iterations, "after")
     before = next((r for r in evals if r["stage"] == "before"), None)
-    return write_summary(run, before, after)
+    return write_summary(run, before, after) if dist.main else {}
 
 
 def iteration_line(record: dict, iterations: int, run: Run) -> str:
@@ -286,9 +304,20 @@ def iteration_line(record: dict, iterations: int, run: Run) -> str:
 
 
 def main_train(cfg: Config | None, resume: str | None, quiet: bool) -> dict:
-    if resume:
-        run = resume_run(resume, quiet)
-        print(f"resuming {run.dir} after iteration {run.start_iteration}", flush=True)
-    else:
-        run = start_run(cfg, quiet)  # type: ignore[arg-type]
-    return train(run)
+    """`skillvet train`: one process, or every rank of `torchrun ... -m skillvet train`."""
+    dist = Dist.from_env()
+    try:
+        if resume:  # every rank together (loading a checkpoint is collective)
+            run = resume_run(resume, quiet, dist)
+            if dist.main:
+                print(f"resuming {run.dir} after iteration {run.start_iteration}", flush=True)
+        else:  # the main rank makes the run; then the others open it
+            run = start_run(cfg, quiet, dist=dist) if dist.main else None  # type: ignore[arg-type]
+            path = dist.broadcast(str(run.dir) if run is not None else None)
+            if run is None:
+                run = resume_run(path, quiet, dist)
+        if run.start_iteration == 0:  # before any checkpoint: rank 0's start (a LoRA init)
+            dist.broadcast_params(p for p in run.policy.parameters() if p.requires_grad)
+        return train(run)
+    finally:
+        dist.close()

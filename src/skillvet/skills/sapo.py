@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from skillvet.config import Config
+from skillvet.distributed import ONE, Dist
 from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
 from skillvet.rollout import rollout
@@ -82,10 +83,18 @@ def attempt_of(e: Episode) -> Attempt:
 
 
 class SkillVetting:
-    def __init__(self, cfg: Config, run_dir: str | Path, embedder: Embedder | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: str | Path,
+        embedder: Embedder | None = None,
+        dist: Dist = ONE,
+    ) -> None:
         self.cfg = cfg
+        self.dist = dist
         self.sk = cfg.skills
-        self.bank = Bank(Path(run_dir) / "skills.sqlite")
+        # one SQLite file, written by the main process alone; the other ranks never open it
+        self.bank: Bank = Bank(Path(run_dir) / "skills.sqlite") if dist.main else None  # type: ignore[assignment]
         self.embed = embedder or Embedder(self.sk.embedder)
         self.teacher = (
             HttpTeacher(self.sk.teacher_url, self.sk.teacher_model, key_env=self.sk.teacher_key_env,
@@ -128,15 +137,17 @@ class SkillVetting:
         retrieved: dict[str, list[StoredSkill]] | None = None,
         extra: dict[str, Skill] | None = None,
         matched: bool = False,
+        bank: Sequence[StoredSkill] | None = None,
     ):
         """`rollout`'s skills callback: the retrieved skills as a bounded, sanitized block.
         Retrievals are remembered in `retrieved` by task id. With `matched` (the halves of a
         vetting pair), the block leaves room for a candidate, and with `extra` (task id ->
         candidate) it is that same block with the task's candidate first
-        (`skillvet.skills.text.augmented_blocks`)."""
+        (`skillvet.skills.text.augmented_blocks`). `bank`: the promoted skills to retrieve
+        from (`promoted()`), read from the bank when omitted."""
         specials = list(policy.tokenizer.all_special_tokens)
         # fixed for the rollout: promotion happens between rollouts
-        bank = self.bank.skills("promoted")
+        bank = self.bank.skills("promoted") if bank is None else bank
 
         def fn(task: Task, goal: str) -> list[str]:
             if retrieved is not None and task.id in retrieved:
@@ -158,6 +169,11 @@ class SkillVetting:
 
         return fn
 
+    def promoted(self) -> list[StoredSkill]:
+        """The bank's promoted skills, as the main process reads them, on every rank (a
+        collective: every rank calls it)."""
+        return self.dist.broadcast(self.bank.skills("promoted") if self.dist.main else None)
+
     # ---------------------------------------------------------------- one iteration's rollouts
 
     def play_half(
@@ -168,10 +184,13 @@ class SkillVetting:
         seeds: Sequence[int],
         retrieved: dict[str, list[StoredSkill]],
         candidates: dict[str, Skill] | None = None,
+        bank: Sequence[StoredSkill] | None = None,
+        first_group: int = 0,
     ) -> list[Episode]:
         """One half of the matched pairs, N/2 rollouts per task with the pairs' `seeds`: the base
         half with the retrieved skills block, or with `candidates` (task id -> skill) the
-        augmented half, that block plus the task's candidate, numbered after the base half."""
+        augmented half, that block plus the task's candidate, numbered after the base half.
+        `bank` and `first_group` as in `skills_fn` and `rollout`."""
         cfg = self.cfg
         half = cfg.train.group_size // 2
         return rollout(
@@ -179,8 +198,9 @@ class SkillVetting:
             source,
             tasks,
             half,
-            skills=self.skills_fn(policy, retrieved, candidates, matched=True),
+            skills=self.skills_fn(policy, retrieved, candidates, matched=True, bank=bank),
             index_offset=half if candidates is not None else 0,
+            first_group=first_group,
             max_new_tokens=cfg.sampling.max_action_tokens,
             temperature=cfg.sampling.temperature,
             history_length=cfg.sampling.history_length,
@@ -189,26 +209,39 @@ class SkillVetting:
         )
 
     def play(
-        self, policy: Policy, source: TaskSource, tasks: Sequence[Task], iteration: int, seed: int
+        self,
+        policy: Policy,
+        source: TaskSource,
+        tasks: Sequence[Task],
+        iteration: int,
+        seed: int,
+        dist: Dist = ONE,
     ) -> tuple[list[Episode], dict]:
         """N rollouts per task: the base half with the retrieved skills, then one candidate per
         cluster induced from it, then the augmented half with the candidate added; the
-        candidates are stored with their measured utility. Returns all episodes and figures."""
+        candidates are stored with their measured utility. Returns all episodes and figures.
+
+        On several processes (`dist`) each rank plays a contiguous range of whole clusters with
+        their seeds; what the bank records (candidates, measurements, retrievals, goals) is
+        gathered to the main process, which writes it in cluster order, as one process would.
+        Every rank returns its own episodes and the same figures."""
         cfg, sk = self.cfg, self.sk
-        half = cfg.train.group_size // 2
-        seeds = pair_seeds(seed, len(tasks), half)
+        half, k = cfg.train.group_size // 2, sk.cluster_size
+        clusters = dist.share(len(tasks) // k)
+        first, stop = clusters.start * k, clusters.stop * k  # this rank's task groups
+        mine = tasks[first:stop]
+        seeds = pair_seeds(seed, len(tasks), half)[first * half : stop * half]
+        promoted = self.promoted()
         t0 = time.time()
         retrieved: dict[str, list[StoredSkill]] = {}
-        base = self.play_half(policy, source, tasks, seeds, retrieved)
+        base = self.play_half(policy, source, mine, seeds, retrieved, bank=promoted,
+                              first_group=first)
         t_base = time.time() - t0
 
         t1 = time.time()
-        rng = np.random.default_rng([seed, 11])
-        writer_gen = torch.Generator(device=policy.device).manual_seed(int(rng.integers(2**62)))
         share = self.policy_share(iteration)
-        k = sk.cluster_size
         written: list[Written] = []
-        for c in range(len(tasks) // k):
+        for c in clusters:
             groups = range(c * k, (c + 1) * k)
             attempts = [
                 attempt_of(e) for e in base if e.group in groups and e.error is None and e.steps
@@ -220,35 +253,89 @@ class SkillVetting:
                     for e in base
                     if e.group == g
                 ][:1]
+            rng = np.random.default_rng([seed, 11, c])  # the cluster's own draws
+            writer_gen = torch.Generator(device=policy.device).manual_seed(
+                int(rng.integers(2**62))
+            )
             written.append(
                 self.write(
                     policy, attempts, tasks[c * k].task_type, bool(rng.random() < share), writer_gen
                 )
             )
-        candidate_of = {tasks[g].id: written[g // k].skill for g in range(len(tasks))}
+        candidate_of = {
+            tasks[g].id: written[g // k - clusters.start].skill for g in range(first, stop)
+        }
         t_induce = time.time() - t1
 
         t2 = time.time()
-        augmented = self.play_half(policy, source, tasks, seeds, retrieved, candidate_of)
+        augmented = self.play_half(policy, source, mine, seeds, retrieved, candidate_of,
+                                   bank=promoted, first_group=first)
         t_aug = time.time() - t2
         placebo = (
             self.placebo_utility(policy, source, tasks, base, retrieved, written, seeds)
-            if sk.placebo
+            if sk.placebo and dist.main and written
             else None
         )
 
-        us, los, his = [], [], []
-        embeddings = self.embed([w.skill.text() for w in written])
-        for c, w in enumerate(written):
+        measured_C = []
+        for c, w in zip(clusters, written):
             groups = list(range(c * k, (c + 1) * k))
             base_KP, aug_KP, task_ids = matched_rewards(base, augmented, groups, half)
-            if not base_KP:
+            m = utility(base_KP, aug_KP, sk.confidence) if base_KP else None
+            measured_C.append((w, sorted({tasks[g].task_type for g in groups}), base_KP, aug_KP,
+                               task_ids, m))
+        parts = dist.gather((
+            measured_C,
+            [(s.id, tid) for tid, found in retrieved.items() for s in found],
+            [(e.task.task_type, e.goal) for e in base if e.index == 0],
+            [e.won for e in base],
+            [e.won for e in augmented],
+            [len(v) for v in retrieved.values()],
+        ))
+        measured_C = [x for part in parts for x in part[0]]
+        all_written = [x[0] for x in measured_C]
+        us = [x[5].value for x in measured_C if x[5] is not None]
+        if dist.main:
+            self._store(iteration, measured_C, [x for p in parts for x in p[1]],
+                        [x for p in parts for x in p[2]])
+        episodes = sorted([*base, *augmented], key=lambda e: (e.group, e.index))
+        base_won = [x for p in parts for x in p[3]]
+        aug_won = [x for p in parts for x in p[4]]
+        retrieved_counts = [x for p in parts for x in p[5]]
+        stats = {
+            "skills_candidates": len(us),
+            "skills_U_mean": float(np.mean(us)) if us else 0.0,
+            "skills_U": [round(u, 4) for u in us],
+            "skills_base_success": float(np.mean(base_won)) if base_won else 0.0,
+            "skills_augmented_success": float(np.mean(aug_won)) if aug_won else 0.0,
+            "skills_retrieved_mean": float(np.mean(retrieved_counts)) if retrieved_counts
+            else 0.0,
+            "skills_policy_share": share,
+            "skills_writers": {
+                w: sum(x.writer == w for x in all_written) for w in ("rule", "teacher", "policy")
+            },
+            "skills_fallbacks": sum(x.fallback for x in all_written),
+            "time_base_s": round(t_base, 3),
+            "time_induce_s": round(t_induce, 3),
+            "time_augmented_s": round(t_aug, 3),
+        }
+        if sk.placebo:
+            stats["skills_placebo_U"] = dist.broadcast(placebo)
+        return episodes, stats
+
+    def _store(self, iteration: int, measured_C: list, retrievals: list, goals: list) -> None:
+        """The main process writes an iteration's candidates (with their measurements), the
+        retrievals and the goals, in cluster order."""
+        embeddings = self.embed([x[0].skill.text() for x in measured_C])
+        for (w, task_types, base_KP, aug_KP, task_ids, measured), embedding in zip(
+            measured_C, embeddings
+        ):
+            if measured is None:
                 continue
-            measured = utility(base_KP, aug_KP, sk.confidence)
             self.bank.add_candidate(
                 w.skill,
-                task_types=sorted({tasks[g].task_type for g in groups}),
-                embedding=embeddings[c],
+                task_types=task_types,
+                embedding=embedding,
                 writer=w.writer,
                 iteration=iteration,
                 sources=[f"iteration {iteration} task {t} base rollouts" for t in task_ids],
@@ -259,37 +346,8 @@ class SkillVetting:
                 induction=w.induction,
                 reason=w.reason,
             )
-            us.append(measured.value)
-            los.append(measured.lo)
-            his.append(measured.hi)
-        self.bank.log_retrievals(
-            iteration, [(s.id, tid) for tid, found in retrieved.items() for s in found]
-        )
-        self.bank.log_goals(iteration, [(e.task.task_type, e.goal) for e in base if e.index == 0])
-
-        episodes = sorted([*base, *augmented], key=lambda e: (e.group, e.index))
-        base_success = float(np.mean([e.won for e in base])) if base else 0.0
-        aug_success = float(np.mean([e.won for e in augmented])) if augmented else 0.0
-        stats = {
-            "skills_candidates": len(us),
-            "skills_U_mean": float(np.mean(us)) if us else 0.0,
-            "skills_U": [round(u, 4) for u in us],
-            "skills_base_success": base_success,
-            "skills_augmented_success": aug_success,
-            "skills_retrieved_mean": float(np.mean([len(v) for v in retrieved.values()]))
-            if retrieved
-            else 0.0,
-            "skills_policy_share": share,
-            "skills_writers": {
-                w: sum(x.writer == w for x in written) for w in ("rule", "teacher", "policy")
-            },
-            "skills_fallbacks": sum(x.fallback for x in written),
-            **({"skills_placebo_U": placebo} if placebo is not None else {}),
-            "time_base_s": round(t_base, 3),
-            "time_induce_s": round(t_induce, 3),
-            "time_augmented_s": round(t_aug, 3),
-        }
-        return episodes, stats
+        self.bank.log_retrievals(iteration, retrievals)
+        self.bank.log_goals(iteration, goals)
 
     def placebo_utility(
         self,
@@ -323,9 +381,15 @@ class SkillVetting:
         return revet(self, policy, source, pool, skill, seed)
 
     def promote(self, policy: Policy, iteration: int, source: TaskSource | None = None,
-                pool: Sequence[Task] = (), seed: int = 0) -> tuple[GeneratorRows | None, dict]:
-        """`skillvet.skills.promote.promote_round`: decide, re-vet, prune; the generator rows."""
-        return promote_round(self, policy, iteration, source, pool, seed)
+                pool: Sequence[Task] = (), seed: int = 0,
+                dist: Dist = ONE) -> tuple[GeneratorRows | None, dict]:
+        """`skillvet.skills.promote.promote_round`: decide, re-vet, prune; the generator rows.
+        On several processes the main one alone runs the round (it holds the bank, and plays
+        any re-vetting itself); the generator rows are its own, the figures every rank's."""
+        rows, stats = (None, None)
+        if dist.main:
+            rows, stats = promote_round(self, policy, iteration, source, pool, seed)
+        return rows, dist.broadcast(stats)
 
     # ---------------------------------------------------------------- writing
 
