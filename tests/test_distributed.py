@@ -227,3 +227,18 @@ def test_a_torchrun_job_killed_at_a_random_moment_resumes_to_the_same_weights(
     done = _lines(uninterrupted, "metrics.jsonl")
     assert [{k: m[k] for k in COUNTS} for m in metrics] == [{k: m[k] for k in COUNTS} for m in done]
     assert [m["loss"] for m in metrics] == [m["loss"] for m in done]
+
+
+def test_fsdp_on_two_processes_updates_the_weights_as_one_process_does(gigpo_runs, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    one, _ = gigpo_runs
+    sharded = _train(2, tmp_path / "fsdp", ["train.iterations=2", "train.fsdp=true"])
+    for iteration in (1, 2):
+        assert _max_difference(_weights(one, iteration), _weights(sharded, iteration)) <= 1e-5
+    m1, m2 = _lines(one, "metrics.jsonl")[:2], _lines(sharded, "metrics.jsonl")
+    assert [{k: m[k] for k in COUNTS} for m in m1] == [{k: m[k] for k in COUNTS} for m in m2]
+    # the final model folder holds the whole weights, gathered from the shards
+    saved = AutoModelForCausalLM.from_pretrained(sharded / "model").state_dict()
+    last = _weights(sharded, 2)
+    assert _max_difference({k: saved[k] for k in last}, last) == 0.0

@@ -322,6 +322,8 @@ class TrainConfig:
     """Evaluate every k iterations (0: only before and after training)."""
     trajectories_per_iteration: int = 4
     """Trajectories written to trajectories.jsonl per iteration (whole episodes)."""
+    fsdp: bool = False
+    """On several processes (torchrun): shard full fine-tuning with FSDP2 (`skillvet.fsdp`)."""
 
     def __post_init__(self) -> None:
         for key in ("checkpoint_every", "epochs", "mini_batches"):
@@ -391,6 +393,8 @@ class Config:
     """Optional logging backends; metrics.jsonl is always written."""
 
     def __post_init__(self) -> None:
+        fsdp_fits = not self.train.fsdp or (not self.model.lora and self.sampling.engine == "hf")
+        _require(fsdp_fits, "train.fsdp", "shards full fine-tuning (no model.lora), engine hf")
         if self.skills.enabled:
             _require(
                 self.train.tasks_per_iteration % self.skills.cluster_size == 0,
@@ -475,8 +479,7 @@ def drop_retired(data: dict[str, Any]) -> None:
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:
-    """Set `a.b.c=value` in a nested dict; the value is parsed as YAML (`1e-6`, `null`, `[a,
-    b]`)."""
+    """Set `a.b.c=value` in a nested dict; the value is parsed as YAML (`1e-6`, `null`)."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {item!r} is not of the form key.sub=value")

@@ -134,11 +134,15 @@ class Dist:
 
             td.barrier()
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Leave the process group; with `wait` (a normal end) once every rank is done, so that
+        none leaves while another still talks to it."""
         if self.world > 1:
             import torch.distributed as td
 
             if td.is_initialized():
+                if wait:
+                    td.barrier()
                 td.destroy_process_group()
 
 

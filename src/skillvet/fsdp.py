@@ -1,7 +1,8 @@
 """FSDP2 for full fine-tuning on several processes (`train.fsdp`, torchrun): the parameters,
 gradients and optimizer state of the learner are sharded across ranks during the update.
 
-    shard(policy)              # once, before the optimizer is made
+    shard(policy)              # once, before the optimizer is made (on the shards)
+    whole(policy)              # whole for rollouts, evals and scoring
     with sharded(policy):      # the update (and a checkpoint): sharded, all-gathered per layer
         update(...)
     state = full_state(policy) # every rank together; rank 0 gets the whole weights, on the CPU
@@ -17,6 +18,8 @@ Choices:
 - Inside the update every rank runs the same number of forward and backward passes (FSDP
   gathers each layer for each): a rank with fewer micro-batches runs extra passes on a
   one-token row whose loss is multiplied by 0 (`skillvet.learner`).
+- One forward pass per backward: the learner's shared prompt head (a second forward through
+  every layer, `skillvet.policy.hf`) is off, since FSDP frees a layer after its backward.
 - Gradients are summed over ranks, not averaged: the loss already weighs each token by its
   share of the whole mini-batch over all ranks.
 """
@@ -43,8 +46,8 @@ def is_sharded(policy: Policy) -> bool:
 
 
 def shard(policy: Policy) -> None:
-    """Shard the policy (and its reference model) across the process group; then whole again
-    for rollouts (`sharded` shards it for the update)."""
+    """Shard the policy (and its reference model) across the process group; `whole` then holds
+    it whole for rollouts, `sharded` shards it again for an update."""
     from torch.distributed.fsdp import fully_shard
 
     for model in _models(policy):
@@ -56,13 +59,17 @@ def shard(policy: Policy) -> None:
         for layer in layers:
             fully_shard(layer)
         fully_shard(model)
-        model.set_gradient_divide_factor(1.0)
-    _whole(policy.model)
+        for unit in [*layers, model]:
+            unit.set_gradient_divide_factor(1.0)  # summed, not averaged
+            unit.set_force_sum_reduction_for_comms(True)  # a plain sum: gloo has no scaled one
+    policy.share_prompt_head = False  # FSDP frees a layer after its backward: one forward each
 
 
-def _whole(model) -> None:
-    model.unshard()
-    model.set_reshard_after_forward(False)
+def whole(policy: Policy) -> None:
+    """Gather the sharded policy whole and keep it so (for rollouts): after the optimizer is
+    made and any checkpoint loaded, both on the shards."""
+    policy.model.unshard()
+    policy.model.set_reshard_after_forward(False)
 
 
 @contextmanager
@@ -76,7 +83,7 @@ def sharded(policy: Policy) -> Iterator[None]:
     try:
         yield
     finally:
-        _whole(policy.model)
+        whole(policy)
 
 
 def full_state(policy: Policy) -> dict[str, torch.Tensor]:

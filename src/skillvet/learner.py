@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from skillvet import fsdp
 from skillvet.advantages import (
     anchor_groups,
     discounted_returns,
@@ -282,6 +283,55 @@ def _micro_batch_loss(
     return parts, logp.detach(), old, mask
 
 
+def _idle_pass(
+    policy: Policy, train: TrainConfig, algo: AlgoConfig, temperature: float,
+    generator: bool = False,
+) -> None:
+    """The passes of a micro-batch (or with `generator`, of the generator loss) on a one-token
+    row, its loss times 0: what a rank with fewer of them runs, so that FSDP's collectives
+    line up across ranks. No gradient changes."""
+    token = policy.tokenizer.eos_token_id or 0
+    if generator:
+        logp, _, _ = policy.token_logprobs([[token]], [[token]], temperature)
+        (logp.sum() * 0.0).backward()
+        return
+    rows = Rows([[token]], [[token]], [[0.0]], np.zeros(1), np.ones(1, dtype=np.int64))
+    parts, _, _, _ = _micro_batch_loss(policy, rows, [0], rows.old_logprobs, train, algo,
+                                       temperature, True)
+    (parts.loss * 0.0).backward()
+
+
+def _generator_pass(
+    policy: Policy, rows: GeneratorRows | None, train: TrainConfig, algo: AlgoConfig,
+    temperature: float,
+) -> float:
+    """The generator loss's backward pass (the main rank's rows), or on a rank without rows,
+    under FSDP, its idle twin; returns the loss."""
+    if rows is not None:
+        return _generator_backward(policy, rows, temperature)
+    _idle_pass(policy, train, algo, temperature, generator=True)
+    return 0.0
+
+
+def _step(
+    policy: Policy, optimizer: torch.optim.Optimizer, train: TrainConfig, dist: Dist,
+    lockstep: bool,
+) -> float:
+    """Sum the gradients over ranks (FSDP has, in the backward pass), clip them, step; returns
+    the gradient norm before clipping."""
+    if not lockstep:
+        dist.reduce_grads(policy.parameters())
+    total = torch.nn.utils.clip_grad_norm_(policy.parameters(), train.max_grad_norm)
+    norm = float(total.full_tensor() if hasattr(total, "full_tensor") else total)  # FSDP: DTensor
+    if not math.isfinite(norm):
+        optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteLoss(
+            f"the gradient norm is {norm}; the update was not applied: lower train.lr"
+        )
+    optimizer.step()
+    return norm
+
+
 def update(
     policy: Policy,
     optimizer: torch.optim.Optimizer,
@@ -323,6 +373,8 @@ def update(
         }
     policy.model.train()
     olds, mismatch = _old_logprobs(policy, rows, train, temperature, exact_sampler)
+    lockstep = fsdp.is_sharded(policy)  # every rank runs as many passes (FSDP gathers in each)
+    has_gen = dist.broadcast(generator_rows is not None) if lockstep else False
     steps = 0
     tokens_seen = 0
     for _ in range(train.epochs):
@@ -333,9 +385,12 @@ def update(
             mini_tokens = int(length_N[mini].sum())
             mine = [int(i) - offset for i in mini if offset <= i < offset + len(lengths)]
             optimizer.zero_grad(set_to_none=True)
-            if generator_rows is not None and steps == 0:
-                gen_loss = _generator_backward(policy, generator_rows, temperature)
-            for idx in micro_batches(rows, mine, train.micro_batch_size):
+            if steps == 0 and (generator_rows is not None or has_gen):
+                gen_loss = _generator_pass(policy, generator_rows, train, algo, temperature)
+            batches = micro_batches(rows, mine, train.micro_batch_size)
+            for _ in range(max(dist.gather(len(batches))) - len(batches) if lockstep else 0):
+                _idle_pass(policy, train, algo, temperature)
+            for idx in batches:
                 parts, logp, old, mask = _micro_batch_loss(
                     policy, rows, idx, olds, train, algo, temperature, exact_sampler
                 )
@@ -347,15 +402,7 @@ def update(
                 for key, value in parts.values().items():
                     totals[key] += value * count
                 tokens_seen += int(count)
-            dist.reduce_grads(policy.parameters())
-            norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), train.max_grad_norm))
-            if not math.isfinite(norm):
-                optimizer.zero_grad(set_to_none=True)
-                raise NonFiniteLoss(
-                    f"the gradient norm is {norm}; the update was not applied: lower train.lr"
-                )
-            grad_norms.append(norm)
-            optimizer.step()
+            grad_norms.append(_step(policy, optimizer, train, dist, lockstep))
             steps += 1
     summed = dist.sum(np.array([*totals.values(), tokens_seen, *mismatch]))
     tokens_seen = int(summed[len(totals)])

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from skillvet import checkpoint
+from skillvet import checkpoint, fsdp
 from skillvet.config import Config, load_config, save_config
 from skillvet.configerror import ConfigError
 from skillvet.distributed import ONE, Dist
@@ -215,6 +215,8 @@ def resume_run(run_dir: str | Path, quiet: bool = False, dist: Dist = ONE) -> Ru
     if cfg.model.threads:
         torch.set_num_threads(cfg.model.threads)
     policy = load_policy_from_start(path, cfg)
+    if cfg.train.fsdp and dist.world > 1:
+        fsdp.shard(policy)  # before the optimizer, which then holds the shards
     run = Run(
         cfg,
         path,
@@ -229,6 +231,8 @@ def resume_run(run_dir: str | Path, quiet: bool = False, dist: Dist = ONE) -> Ru
     if latest is not None:
         run.start_iteration, ckpt = latest
         checkpoint.load(ckpt, policy, run.optimizer)
+    if fsdp.is_sharded(policy):
+        fsdp.whole(policy)  # after the optimizer and the checkpoint took the shards
     if dist.main:
         for name in ("metrics.jsonl", "trajectories.jsonl", "eval.jsonl"):
             keep_through(path / name, run.start_iteration)
@@ -247,7 +251,8 @@ def save_checkpoint(run: Run, iteration: int) -> None:
     if run.dist.main:
         shutil.rmtree(folder, ignore_errors=True)
     run.dist.barrier()
-    checkpoint.save(folder, run.policy, run.optimizer)
+    with fsdp.sharded(run.policy):  # FSDP: each rank writes its shards
+        checkpoint.save(folder, run.policy, run.optimizer)
     run.dist.barrier()
     if run.dist.main:
         point_latest(run.dir, iteration, run.cfg.train.keep_every)

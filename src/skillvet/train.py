@@ -32,6 +32,7 @@ import time
 
 import numpy as np
 
+from skillvet import fsdp
 from skillvet.config import Config
 from skillvet.distributed import Dist
 from skillvet.evaluate import episode_seeds, evaluate, format_summary, summarize
@@ -173,18 +174,19 @@ def train_iteration(run: Run, iteration: int) -> dict:
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     t1 = time.time()
-    learned = update(
-        run.policy,
-        run.optimizer,
-        rows,
-        cfg.train,
-        cfg.algo,
-        cfg.sampling.temperature,
-        np.random.default_rng(_seed(cfg, iteration, 2)),
-        generator_rows=generator_rows,
-        exact_sampler=run.sampler.exact,
-        dist=dist,
-    )
+    with fsdp.sharded(run.policy):  # FSDP: sharded for the update, whole again for rollouts
+        learned = update(
+            run.policy,
+            run.optimizer,
+            rows,
+            cfg.train,
+            cfg.algo,
+            cfg.sampling.temperature,
+            np.random.default_rng(_seed(cfg, iteration, 2)),
+            generator_rows=generator_rows,
+            exact_sampler=run.sampler.exact,
+            dist=dist,
+        )
     run.sampler.load_weights(run.policy)  # the next rollout samples from the updated weights
     t_learn = time.time() - t1
 
@@ -278,8 +280,9 @@ def _train(run: Run) -> dict:
     evals = dist.broadcast(read_jsonl(run.path("eval.jsonl")) if dist.main else None)
     after = next((r for r in evals if r["stage"] == "after"), None)
     if after is None:
+        state = fsdp.full_state(run.policy) if fsdp.is_sharded(run.policy) else None
         if dist.main:
-            run.policy.save(run.path("model"))
+            run.policy.save(run.path("model"), state)
         after = run_eval(run, cfg.train.iterations, "after")
     before = next((r for r in evals if r["stage"] == "before"), None)
     return write_summary(run, before, after) if dist.main else {}
@@ -314,10 +317,16 @@ def main_train(cfg: Config | None, resume: str | None, quiet: bool) -> dict:
         else:  # the main rank makes the run; then the others open it
             run = start_run(cfg, quiet, dist=dist) if dist.main else None  # type: ignore[arg-type]
             path = dist.broadcast(str(run.dir) if run is not None else None)
+            if run is not None and cfg.train.fsdp and dist.world > 1:  # type: ignore[union-attr]
+                run.held.close()  # the main rank too opens it again, to shard it
+                run = None
             if run is None:
                 run = resume_run(path, quiet, dist)
-        if run.start_iteration == 0:  # before any checkpoint: rank 0's start (a LoRA init)
+        if run.start_iteration == 0 and not fsdp.is_sharded(run.policy):  # rank 0's LoRA init
             dist.broadcast_params(p for p in run.policy.parameters() if p.requires_grad)
-        return train(run)
-    finally:
-        dist.close()
+        result = train(run)
+    except BaseException:
+        dist.close(wait=False)  # the launcher stops the other ranks
+        raise
+    dist.close()
+    return result

@@ -95,6 +95,9 @@ class Policy:
         self.lora = cfg.lora
         self.compute_dtype = _dtype(cfg.dtype)
         self._ref = None
+        self.share_prompt_head = True
+        """Score rows of one context from one pass over their common prompt head (off under
+        FSDP, `skillvet.fsdp`)."""
         if not self.lora:
             self._ref = copy.deepcopy(model).eval().requires_grad_(False).to(self.compute_dtype)
         self._stop_enders: dict[str, torch.Tensor] = {}
@@ -156,11 +159,12 @@ class Policy:
                 )
         return cls(model, tokenizer, cfg, str(folder))
 
-    def save(self, out: str | Path) -> None:
-        """Full weights and tokenizer (full fine-tuning), or only the adapters (LoRA)."""
+    def save(self, out: str | Path, state: dict | None = None) -> None:
+        """Full weights and tokenizer (full fine-tuning), or only the adapters (LoRA); `state`:
+        the weights to write instead of the model's own (a sharded model's, gathered)."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(out)
+        self.model.save_pretrained(out, **({"state_dict": state} if state is not None else {}))
         self.tokenizer.save_pretrained(out)
         (out / "BASE").write_text(self.base_name + "\n")
 
@@ -339,7 +343,7 @@ class Policy:
         # the shared head's cache would be recomputed without grad under checkpointing: none then
         shared = (
             shared_prefix_length(prompts)
-            if len(prompts) > 1 and not self.cfg.gradient_checkpointing
+            if len(prompts) > 1 and not self.cfg.gradient_checkpointing and self.share_prompt_head
             else 0
         )
         if shared:
