@@ -189,8 +189,7 @@ class ModelConfig:
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     """Shape of the tiny model."""
     lora: bool = False
-    """Train LoRA adapters instead of every weight; the KL reference is the model with adapters
-    off."""
+    """Train LoRA adapters instead of every weight; the KL reference: adapters off."""
     lora_rank: int = 16
     """LoRA rank r."""
     lora_alpha: int = 32
@@ -393,8 +392,8 @@ class Config:
     """Optional logging backends; metrics.jsonl is always written."""
 
     def __post_init__(self) -> None:
-        fsdp_fits = not self.train.fsdp or (not self.model.lora and self.sampling.engine == "hf")
-        _require(fsdp_fits, "train.fsdp", "shards full fine-tuning (no model.lora), engine hf")
+        _require(not self.train.fsdp or (not self.model.lora and self.sampling.engine == "hf"),
+                 "train.fsdp", "shards full fine-tuning (no model.lora), engine hf")
         if self.skills.enabled:
             _require(
                 self.train.tasks_per_iteration % self.skills.cluster_size == 0,
