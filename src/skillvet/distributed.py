@@ -75,6 +75,16 @@ class Dist:
         td.all_gather_object(out, obj)
         return out
 
+    def gather_to_main(self, obj) -> list | None:
+        """Every rank's `obj`, in rank order, on the main rank alone (None on the others)."""
+        if self.world == 1:
+            return [obj]
+        import torch.distributed as td
+
+        out: list | None = [None] * self.world if self.main else None
+        td.gather_object(obj, out, dst=0)
+        return out
+
     def broadcast(self, obj):
         """Rank 0's `obj`, on every rank."""
         if self.world == 1:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -57,7 +57,7 @@ class Run:
     """The rollout engine (`sampling.engine`) holding `policy`'s weights."""
     held: object = None
     """The run's writer lock (`skillvet.rundir.lock`), held while this object lives."""
-    dist: Dist = field(default_factory=Dist)
+    dist: Dist = ONE
     """The processes this run is on (`skillvet.distributed`); the main one writes and prints."""
 
     def path(self, name: str) -> Path:

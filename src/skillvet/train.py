@@ -80,7 +80,7 @@ def eval_seed(cfg: Config) -> int:
 
 def run_eval(run: Run, iteration: int, stage: str) -> dict:
     """Evaluate on the eval split (each rank its share of the tasks, with the seeds they have in
-    the one-process eval); the main process records and prints it."""
+    the one-process eval); the main process records, prints and returns it ({} elsewhere)."""
     cfg, dist = run.cfg, run.dist
     tasks = run.source.tasks(cfg.env.eval_split)[: cfg.eval.tasks]
     mine = dist.share(len(tasks))
@@ -101,17 +101,19 @@ def run_eval(run: Run, iteration: int, stage: str) -> dict:
             else None,
             skills_section=cfg.skills.enabled,
         )
-    summary = summarize([e for part in dist.gather(episodes) for e in part])
+    parts = dist.gather_to_main(episodes)
+    if parts is None:  # not the main rank: it records nothing
+        return {}
+    summary = summarize([e for part in parts for e in part])
     record = {
         "iteration": iteration,
         "stage": stage,
         "seconds": round(time.time() - t0, 2),
         **summary,
     }
-    if dist.main:
-        append_jsonl(run.path("eval.jsonl"), record)
-        if run.loggers is not None:
-            run.loggers.log("eval", record, iteration)
+    append_jsonl(run.path("eval.jsonl"), record)
+    if run.loggers is not None:
+        run.loggers.log("eval", record, iteration)
     run.say(
         f"eval {stage} (iteration {iteration}) on {cfg.env.eval_split}: success "
         f"{format_summary(summary)}"
@@ -124,9 +126,10 @@ def run_eval(run: Run, iteration: int, stage: str) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def train_iteration(run: Run, iteration: int) -> dict:
-    """One RL iteration (1-based): rollout, advantages, update. Returns its metrics line (every
-    rank returns it; the main process writes it)."""
+def train_iteration(run: Run, iteration: int) -> dict | None:
+    """One RL iteration (1-based): rollout, advantages, update. Returns its metrics line: the
+    main process writes and returns it (the episodes and rows gathered to it), the other ranks
+    return None."""
     cfg, dist = run.cfg, run.dist
     rng = np.random.default_rng(_seed(cfg, iteration, 0))
     pool = run.source.tasks(cfg.env.train_split)
@@ -190,7 +193,11 @@ def train_iteration(run: Run, iteration: int) -> dict:
     run.sampler.load_weights(run.policy)  # the next rollout samples from the updated weights
     t_learn = time.time() - t1
 
-    parts = dist.gather((episodes, rows.step_group_sizes, rows.advantages, rows.groups, t_rollout))
+    parts = dist.gather_to_main(
+        (episodes, rows.step_group_sizes, rows.advantages, rows.groups, t_rollout)
+    )
+    if parts is None:  # not the main rank: it writes nothing
+        return None
     episodes = [e for part in parts for e in part[0]]
     sizes, advantages, groups = (np.concatenate([part[i] for part in parts]) for i in (1, 2, 3))
     t_rollout = max(part[4] for part in parts)
@@ -228,14 +235,13 @@ def train_iteration(run: Run, iteration: int) -> dict:
         "time_learner_s": round(t_learn, 3),
         **({"gen_loss": learned["gen_loss"], **skill_stats} if vetting is not None else {}),
     }
-    if dist.main:
-        append_jsonl(run.path("metrics.jsonl"), record)
-        if run.loggers is not None:
-            run.loggers.log("train", record, iteration)
-        sample = [e for e in episodes if e.index == 0][: cfg.train.trajectories_per_iteration]
-        for e in sample:
-            episode = e.as_dict(decode=run.policy.tokenizer.decode)
-            append_jsonl(run.path("trajectories.jsonl"), {"iteration": iteration, **episode})
+    append_jsonl(run.path("metrics.jsonl"), record)
+    if run.loggers is not None:
+        run.loggers.log("train", record, iteration)
+    sample = [e for e in episodes if e.index == 0][: cfg.train.trajectories_per_iteration]
+    for e in sample:
+        episode = e.as_dict(decode=run.policy.tokenizer.decode)
+        append_jsonl(run.path("trajectories.jsonl"), {"iteration": iteration, **episode})
     return record
 
 
@@ -264,13 +270,14 @@ def _train(run: Run) -> dict:
             if iteration % cfg.train.checkpoint_every == 0 or iteration == cfg.train.iterations:
                 save_checkpoint(run, iteration)
             bar.update(1)
-            bar.set_postfix(
-                success=f"{record['train_success']:.2f}",
-                zero_signal=f"{record['zero_signal_share']:.2f}",
-                kl=f"{record['kl']:.3f}",
-            )
-            if run.quiet and run.dist.main:
-                run.say(iteration_line(record, cfg.train.iterations, run))
+            if record is not None:  # the main rank's
+                bar.set_postfix(
+                    success=f"{record['train_success']:.2f}",
+                    zero_signal=f"{record['zero_signal_share']:.2f}",
+                    kl=f"{record['kl']:.3f}",
+                )
+                if run.quiet:
+                    run.say(iteration_line(record, cfg.train.iterations, run))
             if (
                 cfg.train.eval_every
                 and iteration % cfg.train.eval_every == 0
