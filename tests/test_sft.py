@@ -14,7 +14,7 @@ from skillvet.envs.protocol import NOTHING_HAPPENS  # noqa: E402
 from skillvet.policy.hf import Policy  # noqa: E402
 from skillvet.policy.models import build_tiny, chatml_text  # noqa: E402
 from skillvet.prompts import parse_action  # noqa: E402
-from skillvet.sft import expert_demos, supervised, validate  # noqa: E402
+from skillvet.sft import action_kind, expert_demos, supervised, validate  # noqa: E402
 
 TINY = TinyModelConfig(layers=1, hidden=48, heads=2, vocab_size=400, tokenizer_tasks=10)
 
@@ -86,12 +86,28 @@ def test_accuracy_counts_a_step_right_only_when_its_whole_answer_is_the_most_lik
     supervised(policy, demos, SftConfig(steps=80, batch_size=16, lr=1e-2), seed=0)
     prompts = [policy.encode_prompt(d.prompt) for d in demos]
     answers = [policy.encode_answer(d.answer) for d in demos]
-    measured = validate(policy, prompts, answers, step=0)
+    kinds = [action_kind(d.answer) for d in demos]
+    measured = validate(policy, prompts, answers, step=0, kinds=kinds)
     greedy = policy.generate(
         prompts, max_new_tokens=max(len(a) for a in answers) + 1, temperature=0.0, stop_text=None
     )
-    by_hand = sum(g.ids[: len(a)] == a for g, a in zip(greedy, answers)) / len(answers)
-    assert measured.accuracy == pytest.approx(by_hand)
+    right = [g.ids[: len(a)] == a for g, a in zip(greedy, answers)]
+    assert measured.accuracy == pytest.approx(sum(right) / len(answers))
+    # per kind of expert action: the same verdicts, counted by the action's first word
+    assert {"go", "take"} <= set(measured.by_kind)
+    for kind, (hits, steps) in measured.by_kind.items():
+        mine = [r for r, k in zip(right, kinds) if k == kind]
+        assert (hits, steps) == (sum(mine), len(mine))
+    counts = [steps for _, steps in measured.by_kind.values()]
+    assert counts == sorted(counts, reverse=True) and sum(counts) == len(demos)
+    with pytest.raises(ValueError, match="kinds for"):
+        validate(policy, prompts, answers, step=0, kinds=kinds[:-1])
+
+
+def test_action_kind_is_the_first_word_of_the_action():
+    assert action_kind("<action>go to desk 1</action>") == "go"
+    assert action_kind("<think>hm</think><action>Take apple 1 from desk 1</action>") == "take"
+    assert action_kind("no tags at all") == "(none)"
 
 
 def test_recovery_demos_answer_an_invalid_repeat_with_the_experts_next_action(source):

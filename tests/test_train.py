@@ -215,6 +215,10 @@ def test_the_run_directory_records_the_machine_and_the_chosen_warm_start(tmp_pat
     assert [x["step"] for x in val] == [2, 4]
     best = max(val, key=lambda x: (x["val_accuracy"], -x["val_loss"]))
     assert result["warm_start"]["step"] == best["step"] and result["warm_start"]["select"] == "best"
+    held_out = json.loads((run.dir / "warm_start.json").read_text())["val_steps"]
+    for x in val:  # every validation counts each held-out step under the kind of its action
+        assert sum(k["steps"] for k in x["val_by_kind"].values()) == held_out
+        assert all(0 <= k["right"] <= k["steps"] for k in x["val_by_kind"].values())
     lo, hi = result["after_eval"]["ci95"]
     assert lo <= result["after"] <= hi
 

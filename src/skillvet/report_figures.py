@@ -31,7 +31,12 @@ def _series(metrics: list[dict], key: str) -> tuple[list[int], list[float]]:
 
 
 def _line_figure(
-    path: Path, title: str, ylabel: str, lines: dict[str, tuple[list, list]], points=None
+    path: Path,
+    title: str,
+    ylabel: str,
+    lines: dict[str, tuple[list, list]],
+    points=None,
+    xlabel: str = "iteration",
 ) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
@@ -40,7 +45,7 @@ def _line_figure(
     for label, (xs, ys) in (points or {}).items():
         ax.plot(xs, ys, marker="s", markersize=7, linestyle="--", linewidth=1, label=label)
     ax.set_title(title)
-    ax.set_xlabel("iteration")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     if len(lines) + len(points or {}) > 1:
@@ -212,23 +217,44 @@ def _sft_figures(sft: list[dict], out: Path) -> list[Figure]:
         figs.append(
             (
                 "Warm-start (SFT) loss, on the training batches and on the held-out expert steps.",
-                _line_figure(out / "sft_loss.png", "Warm-start loss", "cross-entropy", lines),
+                _line_figure(
+                    out / "sft_loss.png",
+                    "Warm-start loss",
+                    "cross-entropy",
+                    lines,
+                    xlabel="SFT step",
+                ),
             )
         )
     if val:
         figs.append(
             (
-                "Warm-start action accuracy on the held-out expert steps "
-                "(the whole answer the most likely).",
+                "Warm-start action accuracy on the held-out expert steps (the whole answer the "
+                "most likely), overall and for the four most common kinds of expert action.",
                 _line_figure(
                     out / "sft_accuracy.png",
                     "Warm-start validation",
                     "action accuracy",
-                    {"validation": ([s["step"] for s in val], [s["val_accuracy"] for s in val])},
+                    _accuracy_lines(val),
+                    xlabel="SFT step",
                 ),
             )
         )
     return figs
+
+
+def _accuracy_lines(val: list[dict]) -> dict[str, tuple[list, list]]:
+    """Overall validation accuracy by step, and per kind of action where recorded."""
+    steps = [s["step"] for s in val]
+    lines = {"all steps": (steps, [s["val_accuracy"] for s in val])}
+    last = val[-1].get("val_by_kind", {})
+    for kind in list(last)[:4]:
+        rows = [s for s in val if kind in s.get("val_by_kind", {})]
+        lines[f"{kind} ({last[kind]['steps']})"] = (
+            [s["step"] for s in rows],
+            [s["val_by_kind"][kind]["right"] / s["val_by_kind"][kind]["steps"] for s in rows],
+        )
+    return lines
 
 
 def compare_figure(rows: list[dict], path: Path) -> Path:

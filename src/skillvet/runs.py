@@ -36,7 +36,14 @@ from skillvet.rundir import (
     read_start,
     write_start,
 )
-from skillvet.sft import Validation, WarmStartDemos, expert_demos, supervised, warm_start_demos
+from skillvet.sft import (
+    Validation,
+    WarmStartDemos,
+    expert_demos,
+    kinds_line,
+    supervised,
+    warm_start_demos,
+)
 from skillvet.skills.sapo import SkillVetting
 from skillvet.stats import wilson_interval
 
@@ -164,11 +171,10 @@ def _warm_start(run: Run, demos: WarmStartDemos, base: str) -> tuple[str, str | 
                 append_jsonl(path / "sft.jsonl", {"step": step, "loss": loss})
 
         def on_validation(v: Validation) -> None:
-            append_jsonl(
-                path / "sft.jsonl", {"step": v.step, "val_loss": v.loss, "val_accuracy": v.accuracy}
-            )
+            append_jsonl(path / "sft.jsonl", _validation_record(v))
             run.say(
                 f"sft step {v.step}: validation loss {v.loss:.4f}, action accuracy {v.accuracy:.1%}"
+                f" ({kinds_line(v, most=4)})"
             )
 
         result = supervised(
@@ -183,23 +189,28 @@ def _warm_start(run: Run, demos: WarmStartDemos, base: str) -> tuple[str, str | 
     chosen = result.chosen
     kept = (
         f"; kept the {cfg.sft.select} validation, step {chosen.step}: action accuracy "
-        f"{chosen.accuracy:.1%} on {len(demos.val)} held-out expert steps"
+        f"{chosen.accuracy:.1%} on {len(demos.val)} held-out expert steps ({kinds_line(chosen)})"
         if chosen
         else ""
     )
     run.say(f"warm start done: loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}{kept}")
     if chosen is not None:
-        warm_start = {
-            "select": cfg.sft.select,
-            "step": chosen.step,
-            "val_loss": chosen.loss,
-            "val_accuracy": chosen.accuracy,
-            "val_steps": len(demos.val),
-        }
+        warm_start = {"select": cfg.sft.select, **_validation_record(chosen)}
+        warm_start["val_steps"] = len(demos.val)
         (path / "warm_start.json").write_text(json.dumps(warm_start, indent=2) + "\n")
     saved = str(path / "model-sft")
     policy.save(saved)
     return (base, saved) if cfg.model.lora else (saved, None)
+
+
+def _validation_record(v: Validation) -> dict:
+    """A validation as sft.jsonl and warm_start.json hold it."""
+    return {
+        "step": v.step,
+        "val_loss": v.loss,
+        "val_accuracy": v.accuracy,
+        "val_by_kind": {kind: {"right": r, "steps": n} for kind, (r, n) in v.by_kind.items()},
+    }
 
 
 def resume_run(run_dir: str | Path, quiet: bool = False, dist: Dist = ONE) -> Run:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from skillvet.config import Config, SftConfig
 from skillvet.envs.check import play_expert
 from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
-from skillvet.prompts import Turn, build_prompt
+from skillvet.prompts import Turn, build_prompt, parse_action
 from skillvet.skills.induce import (
     Attempt,
     induction_prompt,
@@ -214,6 +214,9 @@ class Validation:
     accuracy: float
     """Share of held-out steps whose whole answer (every token, end of turn included) is the
     model's most likely continuation: the expert's action would come out of greedy decoding."""
+    by_kind: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """(right, steps) per kind of expert action (its first word: "go", "take", ...), where
+    the kinds were given: which decisions the warm start gets wrong."""
 
 
 @dataclass
@@ -233,11 +236,16 @@ def validate(
     answers: Sequence[list[int]],
     step: int,
     batch_size: int = 64,
+    kinds: Sequence[str] = (),
 ) -> Validation:
-    """Teacher-forced loss and action accuracy of `policy` on encoded demonstrations."""
+    """Teacher-forced loss and action accuracy of `policy` on encoded demonstrations; with
+    `kinds` (one per demonstration, e.g. `action_kind` of its answer), the accuracy per kind."""
+    if kinds and len(kinds) != len(prompts):
+        raise ValueError(f"{len(kinds)} kinds for {len(prompts)} demonstrations")
     was_training = policy.model.training
     policy.model.eval()
     loss_sum, tokens, exact = 0.0, 0.0, 0
+    hits: list[bool] = []
     for start in range(0, len(prompts), batch_size):
         logp_all, target, mask = policy.answer_distributions(
             prompts[start : start + batch_size], answers[start : start + batch_size]
@@ -245,10 +253,29 @@ def validate(
         logp = logp_all.gather(-1, target[..., None]).squeeze(-1)
         loss_sum += float(-(logp * mask).sum())
         tokens += float(mask.sum())
-        hit = (logp_all.argmax(-1) == target) | (mask == 0)
-        exact += int(hit.all(-1).sum())
+        whole = ((logp_all.argmax(-1) == target) | (mask == 0)).all(-1)
+        exact += int(whole.sum())
+        hits += whole.tolist()
     policy.model.train(was_training)
-    return Validation(step, loss_sum / max(tokens, 1.0), exact / max(len(prompts), 1))
+    by_kind: dict[str, tuple[int, int]] = {}
+    for kind, hit in zip(kinds, hits):
+        right, seen = by_kind.get(kind, (0, 0))
+        by_kind[kind] = (right + int(hit), seen + 1)
+    by_kind = dict(sorted(by_kind.items(), key=lambda kv: -kv[1][1]))  # most common first
+    return Validation(step, loss_sum / max(tokens, 1.0), exact / max(len(prompts), 1), by_kind)
+
+
+def action_kind(answer: str) -> str:
+    """The kind of a demonstrated action: the first word of the action in `answer` ("go" for
+    `<action>go to desk 1</action>`; "(none)" without an action)."""
+    action = parse_action(answer)
+    return action.split()[0].lower() if action else "(none)"
+
+
+def kinds_line(v: Validation, most: int = 6) -> str:
+    """The per-kind accuracies of `v`, most common kinds first: "go 59% (316), take 49% (59)"."""
+    shown = list(v.by_kind.items())[:most]
+    return ", ".join(f"{kind} {right / seen:.0%} ({seen})" for kind, (right, seen) in shown)
 
 
 def _better(a: Validation, b: Validation | None) -> bool:
@@ -301,6 +328,7 @@ def supervised(
     answers = [policy.encode_answer(d.answer) for d in demos]
     val_prompts = [policy.encode_prompt(d.prompt) for d in val]
     val_answers = [policy.encode_answer(d.answer) for d in val]
+    val_kinds = [action_kind(d.answer) for d in val]
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
     policy.model.train()
@@ -326,7 +354,7 @@ def supervised(
             on_step(step, losses[-1])
         done = step + 1
         if val_prompts and (done % cfg.val_every == 0 or done == cfg.steps):
-            keeper.add(validate(policy, val_prompts, val_answers, done))
+            keeper.add(validate(policy, val_prompts, val_answers, done, kinds=val_kinds))
             if on_validation is not None:
                 on_validation(keeper.validations[-1])
     chosen = keeper.finish()
