@@ -36,7 +36,7 @@ def test_parse_action_when_generation_stopped_at_the_closing_tag():
 
 
 def test_prompt_shows_last_h_steps_actions_and_skills():
-    history = [Turn(f"a{i}", f"o{i}") for i in range(5)]
+    history = [Turn(f"o{i}", f"a{i}") for i in range(5)]
     prompt = build_prompt(
         "put a mug in desk.",
         "You arrive at desk 1.",
@@ -46,8 +46,9 @@ def test_prompt_shows_last_h_steps_actions_and_skills():
         history_length=2,
     )
     assert "Your task is to: put a mug in desk." in prompt
-    assert "[step 4] action: a3" in prompt and "[step 5] action: a4" in prompt
-    assert "a2" not in prompt
+    assert "[step 4] observation: o3\naction: a3" in prompt
+    assert "[step 5] observation: o4\naction: a4" in prompt
+    assert "a2" not in prompt and "o2" not in prompt
     assert "You have taken 5 step(s)" in prompt
     assert "Current observation (step 6)" in prompt
     assert "'look', 'inventory'" in prompt

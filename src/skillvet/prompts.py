@@ -1,9 +1,10 @@
 """The agent's prompt for one step, and the action read back from its answer (pure functions).
 
-Each step is one training sample: the prompt is rebuilt from the task, the last H steps (action
-and observation), the current observation, the admissible actions when the environment lists
-them, and a block of skills. The answer must hold the action inside `<action>...</action>`,
-optionally after `<think>...</think>`; the text inside the *last* action tag is the action.
+Each step is one training sample: the prompt is rebuilt from the task, the last H steps (the
+observation each was taken in, and its action), the current observation, the admissible actions
+when the environment lists them, and a block of skills. The answer must hold the action inside
+`<action>...</action>`, optionally after `<think>...</think>`; the text inside the *last* action
+tag is the action.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ NO_SKILLS = "- (none)"
 
 @dataclass(frozen=True)
 class Turn:
-    """One past step as the prompt shows it."""
+    """One past step as the prompt shows it: what the agent saw, and what it did then (as the
+    GiGPO reference pairs them). The observation an action led to is the next step's, so the
+    last step's result is the current observation, shown once."""
 
-    action: str
     observation: str
+    action: str
 
 
 def parse_action(answer: str, stopped_at_close: bool = False) -> str | None:
@@ -75,7 +78,7 @@ def build_prompt(
     if recent:
         first = taken - len(recent) + 1
         lines = [
-            f"[step {first + i}] action: {turn.action}\nobservation: {turn.observation}"
+            f"[step {first + i}] observation: {turn.observation}\naction: {turn.action}"
             for i, turn in enumerate(recent)
         ]
         parts.append(

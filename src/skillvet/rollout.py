@@ -124,7 +124,7 @@ def rollout(
                 )
             )
             r.history.append(
-                Turn(action if action is not None else "(no action)", result.observation)
+                Turn(r.current.observation, action if action is not None else "(no action)")
             )
             r.current = result
             if result.done or result.error is not None:
