@@ -89,21 +89,40 @@ SKILL_LINES = (
 )
 
 
+def _teacher_prompt(policy: Policy, user: str) -> list[int]:
+    """Token ids of the chat `HttpTeacher` sends: its system message, then `user`."""
+    from skillvet.skills.teacher import SYSTEM
+
+    text = policy.tokenizer.apply_chat_template(
+        [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    return policy.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
 @pytest.fixture(scope="module")
 def writer(tmp_path_factory, policy) -> Policy:
-    """The tiny model after a few supervised steps of answering any prompt with one skill."""
-    from skillvet.config import SftConfig
-    from skillvet.sft import Demo, supervised
-
+    """The tiny model trained to answer the teacher's chat with one skill, until its greedy
+    answer is that skill (the served answer must then be recognisably the trained one)."""
     folder = tmp_path_factory.mktemp("writer")
     policy.save(folder)
     trained = Policy.load(folder, ModelConfig(tiny=TINY, device="cpu"))
-    demos = [
-        Demo(p, SKILL_LINES, "pick_and_place")
-        for p in ("Task 1: put a mug on desk.", "Write a skill.", "hello")
-    ]
-    supervised(trained, demos, SftConfig(steps=60, batch_size=3, lr=1e-2), seed=0)
-    return trained
+    prompt = _teacher_prompt(trained, "Task 1: put a mug on desk.")
+    answer = trained.encode_answer(SKILL_LINES)
+    optimizer = torch.optim.Adam(trained.parameters(), lr=3e-3)
+    for step in range(400):
+        trained.model.train()
+        logp_all, tokens, mask = trained.answer_distributions([prompt], [answer])
+        loss = -(logp_all.gather(-1, tokens[..., None]).squeeze(-1) * mask).sum() / mask.sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % 20 == 19:
+            trained.model.eval()
+            if trained.generate([prompt], 60, 0.0, stop_text=None)[0].text == SKILL_LINES:
+                return trained
+    raise AssertionError(f"the writer did not learn its skill in 400 steps (loss {float(loss)})")
 
 
 def test_teacher_over_real_http_against_skillvet_serve(writer):
@@ -113,17 +132,7 @@ def test_teacher_over_real_http_against_skillvet_serve(writer):
         url = f"http://127.0.0.1:{server.server_address[1]}/v1"
         teacher = HttpTeacher(url, "tiny-test", timeout=30, retries=0, max_tokens=60)
         answer = teacher.complete("Task 1: put a mug on desk.")
-        from skillvet.skills.teacher import SYSTEM
-
-        text = writer.tokenizer.apply_chat_template(
-            [
-                {"role": "system", "content": SYSTEM},
-                {"role": "user", "content": "Task 1: put a mug on desk."},
-            ],
-            tokenize=False,
-            add_generation_prompt=True,
-        )
-        ids = writer.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = _teacher_prompt(writer, "Task 1: put a mug on desk.")
         expected = writer.generate([ids], 60, 0.0, stop_text=None)[0].text
         # the served model's greedy answer
         assert answer == expected and answer.startswith("Title: Carry")
