@@ -195,7 +195,7 @@ def test_trainable_state_round_trips(tiny_folder):
         b.load_trainable_state({"nope": torch.zeros(1)})
 
 
-def test_the_tiny_tokenizer_encodes_as_trained_and_keeps_doing_so_after_a_save(tiny_folder, tmp_path):
+def test_the_tiny_tokenizer_encodes_as_trained_also_after_a_save(tiny_folder, tmp_path):
     from tokenizers import Tokenizer
 
     trained = Tokenizer.from_file(str(tiny_folder / "tokenizer.json"))

@@ -39,7 +39,7 @@ CHATML_TEMPLATE = (
 )
 TINY_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 EXACT_TOKENIZER_KEY = "exact_tokenizer_json"
-"""Key of `tokenizer_config.json` in a tiny model folder: its tokenizer.json is loaded as written."""
+"""Key of a tiny model folder's `tokenizer_config.json`: its tokenizer.json loads as written."""
 
 
 def load_tokenizer(folder: str | Path):
