@@ -232,3 +232,34 @@ def test_compare_gives_intervals_over_seeds_per_type_and_the_paired_difference(t
     lo, hi = t_interval(diffs, 0.95)
     assert f"{100 * sum(diffs) / 3:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] points" in table
     assert "cmp-gigpo - cmp-grpo" in table and "| cool | heat |" in table
+
+
+def test_compare_pairs_arms_that_start_from_each_seeds_own_warm_start(tmp_path):
+    import json
+
+    from skillvet.config import save_config
+    from skillvet.report import compare, paired_differences
+
+    dirs = []
+    for arm, extra, finals in (
+        ("gigpo", [], [0.30, 0.10, 0.20]),
+        ("grpo", ["algo.estimator=grpo", "sft.steps=0"], [0.35, 0.15, 0.20]),
+    ):
+        for seed, after in enumerate(finals):
+            d = tmp_path / f"{arm}-s{seed}"
+            d.mkdir()
+            warm = [f"model.name={tmp_path}/gigpo-s{seed}/model-sft"] if arm == "grpo" else []
+            overrides = [f"run.seed={seed}", f"run.name={arm}-s{seed}", *extra, *warm]
+            save_config(load_config(None, overrides), d / "config.yaml")
+            record = {"iteration": 12, "stage": "after", "success_rate": after, "episodes": 240}
+            (d / "eval.jsonl").write_text(json.dumps(record) + "\n")
+            dirs.append(d)
+    rows, _ = compare(dirs)
+    assert len(rows) == 4  # each GRPO run has a warm start of its own: a recipe of its own
+    rows, _ = compare(dirs, ignore=["model.name"])
+    assert sorted(r["runs"] for r in rows) == [3, 3]
+    (pair,) = paired_differences(rows)
+    assert pair["seeds"] == [0, 1, 2]
+    assert sorted(pair["each"]) == pytest.approx([-0.05, -0.05, 0.0])
+    with pytest.raises(ValueError, match="no such key"):
+        compare(dirs, ignore=["model.nmae"])

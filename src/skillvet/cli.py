@@ -276,7 +276,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from skillvet.report import compare, format_table
 
-    rows, figure = compare(args.run_dirs, args.out)
+    rows, figure = compare(args.run_dirs, args.out, args.ignore)
     print(format_table(rows))
     if figure is not None:
         print(f"\nfigure: {figure} · page: {figure.with_name('compare.html')}")
@@ -431,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("run_dirs", nargs="+", help="run directories")
     cmp_.add_argument("--out", help="folder for compare.png, compare.md and compare.html")
     cmp_.add_argument("--json", action="store_true", help="also print the rows as JSON")
+    ignore = "a dotted config key that may differ within a recipe, e.g. model.name (repeatable)"
+    cmp_.add_argument("--ignore", action="append", default=[], metavar="KEY", help=ignore)
     cmp_.set_defaults(func=cmd_compare)
 
     add_skills_commands(sub)

@@ -67,22 +67,33 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, trajectorie
 # --------------------------------------------------------------------------------------------
 
 
-def recipe_key(config: dict) -> str:
-    """Runs share a recipe when their configs agree on everything but the seed and naming."""
+def recipe_key(config: dict, ignore: Sequence[str] = ()) -> str:
+    """Runs share a recipe when their configs agree on everything but the seed and naming, and
+    the dotted keys in `ignore` (e.g. `model.name` for arms that start from each seed's own
+    warm start)."""
     c = json.loads(json.dumps(config))
     c["run"] = {}
+    for key in ignore:
+        *parents, leaf = key.split(".")
+        node = c
+        for part in parents:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if not isinstance(node, dict) or leaf not in node:
+            raise ValueError(f"--ignore {key}: the runs' configs have no such key")
+        node.pop(leaf)
     return json.dumps(c, sort_keys=True)
 
 
 def compare(
-    run_dirs: Sequence[str | Path], out: str | Path | None = None
+    run_dirs: Sequence[str | Path], out: str | Path | None = None, ignore: Sequence[str] = ()
 ) -> tuple[list[dict], Path | None]:
-    """Group runs by recipe; table rows of final eval success (mean, std over seeds), and a
-    figure of train and eval success with mean and spread."""
+    """Group runs by recipe (configs equal but for run.* and the dotted keys in `ignore`); table
+    rows of final eval success (mean, std over seeds), and a figure of train and eval success
+    with mean and spread."""
     runs = [load_run(d) for d in run_dirs]
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in runs:
-        groups[recipe_key(r["config"])].append(r)
+        groups[recipe_key(r["config"], ignore)].append(r)
     rows = [_recipe_row(members) for members in groups.values()]
     fig_path = None
     if out is not None:
