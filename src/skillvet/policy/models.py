@@ -100,6 +100,7 @@ def build_tiny(texts: Iterable[str], cfg: TinyModelConfig, out: str | Path, seed
         pad_token="<|endoftext|>",
         additional_special_tokens=["<|im_start|>"],
         chat_template=CHATML_TEMPLATE,
+        **{EXACT_TOKENIZER_KEY: True},  # kept in tokenizer_config.json: see load_tokenizer
     )
     config = Qwen2Config(
         vocab_size=len(tokenizer),
@@ -121,9 +122,6 @@ def build_tiny(texts: Iterable[str], cfg: TinyModelConfig, out: str | Path, seed
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    config_path = out / "tokenizer_config.json"
-    saved = json.loads(config_path.read_text())
-    config_path.write_text(json.dumps({**saved, EXACT_TOKENIZER_KEY: True}, indent=2) + "\n")
     return out
 
 
