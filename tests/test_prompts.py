@@ -56,6 +56,20 @@ def test_prompt_shows_last_h_steps_actions_and_skills():
     assert prompt.rstrip().endswith("</action> tags.")
 
 
+def test_prompt_restates_the_task_after_the_current_observation():
+    prompt = build_prompt(
+        "heat some egg and put it in countertop.",
+        "You pick up the egg 1 from the fridge 1.",
+        [Turn("You arrive at fridge 1.", "take egg 1 from fridge 1")],
+        ["go to microwave 1", "go to fridge 1"],
+    )
+    head, tail = prompt.split("Current observation (step 2)")
+    assert head.startswith("You are an agent in a text world. Your task is to: heat some egg")
+    assert tail.count("Your task is to: heat some egg and put it in countertop.") == 1
+    assert tail.index("Admissible actions") < tail.index("Your task is to:")
+    assert tail.index("Your task is to:") < tail.index("Think about the situation")
+
+
 def test_prompt_without_history_actions_or_skills():
     prompt = build_prompt("push every box onto a target.", "grid", [], None)
     assert "step(s)" not in prompt and "Admissible" not in prompt and "Skills" not in prompt

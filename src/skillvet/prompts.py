@@ -2,7 +2,9 @@
 
 Each step is one training sample: the prompt is rebuilt from the task, the last H steps (the
 observation each was taken in, and its action), the current observation, the admissible actions
-when the environment lists them, and a block of skills. The answer must hold the action inside
+when the environment lists them, and a block of skills. The task is stated again just before the
+instruction: a small model then finds what it is asked to do (heat, not cool) next to where it
+answers, instead of a few hundred tokens back. The answer must hold the action inside
 `<action>...</action>`, optionally after `<think>...</think>`; the text inside the *last* action
 tag is the action.
 """
@@ -87,5 +89,6 @@ def build_prompt(
     parts.append(f"Current observation (step {taken + 1}):\n{observation.strip()}")
     if admissible:
         parts.append("Admissible actions: " + ", ".join(f"'{a}'" for a in admissible))
+    parts.append(f"Your task is to: {task.strip()}")
     parts.append(INSTRUCTION)
     return "\n\n".join(parts)
