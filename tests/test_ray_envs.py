@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import time
 
 import pytest
 
@@ -98,6 +99,19 @@ def test_a_rollout_of_64_environments_on_2_actors_equals_the_in_process_one():
         pool.close()
 
 
+def wait_until_dead(actor, limit: float = 60.0) -> None:
+    """`ray.kill` returns before the actor is gone, and a call sent meanwhile may still be
+    answered: wait until calls fail, so that the kill lands between two steps."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        try:
+            ray.get(actor.pid.remote(), timeout=limit)
+        except ray.exceptions.RayActorError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the killed actor still answers after {limit} s")
+
+
 def test_an_actor_killed_mid_rollout_ends_its_episodes_and_is_replaced():
     pool = ProcessSource(make_household, workers=2, spawn=RayWorker)
     killed = []
@@ -106,6 +120,7 @@ def test_an_actor_killed_mid_rollout_ends_its_episodes_and_is_replaced():
         if call == 3:
             killed.append(pool.workers[0])
             ray.kill(pool.workers[0].actor, no_restart=True)
+            wait_until_dead(pool.workers[0].actor)
 
     try:
         tasks = pool.tasks("train")[:4]
