@@ -4,7 +4,7 @@ Each step is one training sample: the prompt is rebuilt from the task, the last 
 observation each was taken in, and its action), the current observation, the admissible actions
 when the environment lists them, and a block of skills. The task is stated again just before the
 instruction: a small model then finds what it is asked to do (heat, not cool) next to where it
-answers, instead of a few hundred tokens back. The answer must hold the action inside
+answers, instead of some 200 tokens back. The answer must hold the action inside
 `<action>...</action>`, optionally after `<think>...</think>`; the text inside the *last* action
 tag is the action.
 """
