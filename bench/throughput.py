@@ -4,6 +4,7 @@ SmolLM2-135M-Instruct.
     python bench/throughput.py                 # print the table
     python bench/throughput.py --write         # also write it into bench/README.md
     python bench/throughput.py --models tiny   # only the tiny model
+    python bench/throughput.py --models tiny --dtypes float32 bfloat16   # fp32 beside bf16 autocast
 
 Method: household tasks (the default small room), B tasks x N rollouts, episodes cut at
 `--steps` steps, answers up to 32 tokens, temperature 1, on an untrained policy (the tiny
@@ -14,7 +15,9 @@ prompt tokens/s. Learner: one `skillvet.learner.update` over the same samples (f
 gradients, reference forward for the KL, backward, AdamW step), reported as response tokens/s
 (the tokens trained on) and all tokens/s (prompt + response, the tokens pushed through the
 model). Best of `--repeats` runs (default 2) after a short warm-up, time.perf_counter, torch's
-default thread count.
+default thread count. `--dtypes` runs each model once per compute dtype (`model.dtype`: autocast
+over float32 weights for the tiny model, LoRA's base stored in it for SmolLM2), one after the
+other in the same process.
 """
 
 from __future__ import annotations
@@ -41,13 +44,15 @@ from skillvet.sft import expert_demos
 README = Path(__file__).with_name("README.md")
 
 
-def load(name: str, tmp: Path, source: HouseholdSource) -> Policy:
+def load(name: str, tmp: Path, source: HouseholdSource, dtype: str) -> Policy:
     if name == "tiny":
-        demos = expert_demos(source, source.tasks("train")[:200])
-        texts = [chatml_text(d.prompt, d.answer) for d in demos]
-        folder = build_tiny(texts, TinyModelConfig(), tmp / "tiny", seed=0)
-        return Policy.load(folder, ModelConfig(device="cpu"))
-    return Policy.load(resolve(name), ModelConfig(name=name, lora=True, device="cpu"))
+        folder = tmp / "tiny"
+        if not folder.exists():
+            demos = expert_demos(source, source.tasks("train")[:200])
+            texts = [chatml_text(d.prompt, d.answer) for d in demos]
+            build_tiny(texts, TinyModelConfig(), folder, seed=0)
+        return Policy.load(folder, ModelConfig(device="cpu", dtype=dtype))
+    return Policy.load(resolve(name), ModelConfig(name=name, lora=True, device="cpu", dtype=dtype))
 
 
 def measure(
@@ -112,6 +117,9 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=2, help="measured runs per model (best kept)"
     )
+    parser.add_argument(
+        "--dtypes", nargs="+", default=["float32"], help="compute dtypes (model.dtype), in turn"
+    )
     parser.add_argument("--write", action="store_true", help="write the table into bench/README.md")
     args = parser.parse_args()
     source = HouseholdSource(HouseholdConfig(), max_steps=args.steps)
@@ -121,8 +129,8 @@ def main() -> None:
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.models:
-            policy = load(name, Path(tmp), source)
+        for name, dtype in [(m, d) for m in args.models for d in args.dtypes]:
+            policy = load(name, Path(tmp), source, dtype)
             r = measure(
                 policy,
                 source,
@@ -131,7 +139,7 @@ def main() -> None:
                 micro=32 if name == "tiny" else 4,
                 repeats=args.repeats,
             )
-            label = name if name == "tiny" else f"{name} (LoRA r16)"
+            label = (name if name == "tiny" else f"{name} (LoRA r16)") + f", {dtype}"
             lines.append(
                 f"| {label} | {args.tasks} x {args.group} x {args.steps} | {r['samples']} | "
                 f"{r['mean_prompt']:.0f} / {r['mean_answer']:.1f} | {r['gen_tok_s']:,.0f} | "
@@ -141,7 +149,7 @@ def main() -> None:
             print(lines[-1], flush=True)
     machine = (
         f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, float32"
+        f"{torch.get_num_threads()} threads"
     )
     text = "\n".join(lines)
     print(f"\n{text}\n\nmachine: {machine}")
