@@ -236,7 +236,7 @@ class SamplingConfig:
 
 @dataclass
 class SftConfig:
-    steps: int = 1000
+    steps: int = 1400
     """Optimizer steps of the supervised warm start on expert demonstrations (0: no warm start)."""
     tasks: int = 1000
     """Train-split tasks whose expert episodes make the demonstrations."""
@@ -287,7 +287,7 @@ class SftConfig:
 
 @dataclass
 class TrainConfig:
-    iterations: int = 24
+    iterations: int = 12
     """RL iterations: each samples tasks, plays them, and updates the policy."""
     tasks_per_iteration: int = 8
     """B: distinct tasks per iteration."""
