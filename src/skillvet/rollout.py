@@ -124,7 +124,11 @@ def rollout(
                 )
             )
             r.history.append(
-                Turn(r.current.observation, action if action is not None else "(no action)")
+                Turn(
+                    r.current.observation,
+                    action if action is not None else "(no action)",
+                    valid=result.action_valid and action is not None,
+                )
             )
             r.current = result
             if result.done or result.error is not None:
