@@ -64,35 +64,6 @@ def test_recomputed_logprobs_equal_sampling_logprobs_across_multistep_episodes(t
     assert worst < 1e-4
 
 
-def test_after_an_action_that_was_not_valid_the_next_prompt_repeats_the_state_it_left(
-    tiny_folder, source
-):
-    policy = _policy(tiny_folder)
-    episodes = rollout(
-        policy,
-        source,
-        source.tasks("train")[:2],
-        2,
-        max_new_tokens=12,
-        temperature=1.0,
-        generator=torch.Generator().manual_seed(0),
-    )
-    repeated = 0
-    for e in episodes:
-        first = policy.tokenizer.decode(e.steps[0].prompt_ids)
-        state = first.split("Current observation (step 1):\n")[1].split("\n\n")[0]
-        for prev, step in zip(e.steps, e.steps[1:]):
-            if prev.valid:
-                state = prev.observation
-            text = policy.tokenizer.decode(step.prompt_ids)
-            assert ("were not valid" in text) == (not prev.valid)
-            if not prev.valid:
-                current = text.split("Current observation")[1]
-                assert "were not valid (step " in current and state.strip() in current
-                repeated += 1
-    assert repeated > 0, "a random model takes invalid actions"
-
-
 def test_a_shared_prompt_head_gives_the_logprobs_and_gradients_of_rows_scored_alone(
     tiny_folder, source
 ):

@@ -1,6 +1,6 @@
 import pytest
 
-from skillvet.prompts import Turn, build_prompt, last_state, parse_action
+from skillvet.prompts import Turn, build_prompt, parse_action
 
 
 @pytest.mark.parametrize(
@@ -74,28 +74,3 @@ def test_prompt_without_history_actions_or_skills():
     prompt = build_prompt("push every box onto a target.", "grid", [], None)
     assert "step(s)" not in prompt and "Admissible" not in prompt and "Skills" not in prompt
     assert "Current observation (step 1)" in prompt
-
-
-def test_after_actions_that_were_not_valid_the_prompt_repeats_the_state_they_left():
-    history = [
-        Turn("You arrive at fridge 1. In it, you see a lettuce 1.", "take knife 1 from fridge 1",
-             valid=False),
-        Turn("Nothing happens.", "take knife 1 from fridge 1", valid=False),
-        Turn("Nothing happens.", "go to fridge 1", valid=False),
-    ]
-    prompt = build_prompt("put a hot knife in countertop.", "Nothing happens.", history, None)
-    _, current = prompt.split("Current observation (step 4):\n")
-    assert current.startswith(
-        "Nothing happens.\nThe last observation before the actions that were not valid (step 1): "
-        "You arrive at fridge 1. In it, you see a lettuce 1."
-    )
-    # the step it names has slid out of the last two steps shown; the repeat keeps it in view
-    assert "[step 1]" not in prompt
-    assert last_state(history) == (1, "You arrive at fridge 1. In it, you see a lettuce 1.")
-    # a valid last action: nothing is repeated
-    moved = [*history, Turn("Nothing happens.", "go to countertop 1")]
-    assert last_state(moved) is None
-    assert "not valid" not in build_prompt("t.", "You arrive at countertop 1.", moved, None)
-    # only the trailing run counts: it began at step 5
-    again = [*moved, Turn("You arrive at countertop 1.", "take knife 1", valid=False)]
-    assert last_state(again) == (5, "You arrive at countertop 1.")

@@ -129,11 +129,6 @@ def test_recovery_demos_answer_an_invalid_repeat_with_the_experts_next_action(so
         last = d.prompt.split("Current observation")[0].rsplit("action: ", 1)[1].split("\n")[0]
         # the repeat was not admissible
         assert f"'{last}'" not in d.prompt.split("Admissible actions:")[1]
-        # and the prompt repeats the observation it was taken in
-        seen = before.prompt.split("Current observation")[1].split(":\n", 1)[1]
-        seen = seen.split("\n\nAdmissible actions")[0]
-        current = d.prompt.split("Current observation")[1].split("\n\nAdmissible actions")[0]
-        assert "were not valid (step " in current and current.endswith(": " + seen)
     # seeded
     assert (
         expert_demos(source, tasks, recovery=0.5, seed=3, max_steps=source.max_steps) == recovered

@@ -4,11 +4,9 @@ Each step is one training sample: the prompt is rebuilt from the task, the last 
 observation each was taken in, and its action), the current observation, the admissible actions
 when the environment lists them, and a block of skills. The task is stated again just before the
 instruction: a small model then finds what it is asked to do (heat, not cool) next to where it
-answers, instead of some 200 tokens back. After actions that were not valid ("Nothing happens."),
-the current observation also repeats the last observation before them: the state they left as it
-was, which would otherwise slide out of the last H steps after a few such actions. The answer
-must hold the action inside `<action>...</action>`, optionally after `<think>...</think>`; the
-text inside the *last* action tag is the action.
+answers, instead of some 200 tokens back. The answer must hold the action inside
+`<action>...</action>`, optionally after `<think>...</think>`; the text inside the *last* action
+tag is the action.
 """
 
 from __future__ import annotations
@@ -37,8 +35,6 @@ class Turn:
 
     observation: str
     action: str
-    valid: bool = True
-    """Whether the environment took the action (False: not admissible, or no action parsed)."""
 
 
 def parse_action(answer: str, stopped_at_close: bool = False) -> str | None:
@@ -56,18 +52,6 @@ def parse_action(answer: str, stopped_at_close: bool = False) -> str | None:
         return None
     action = " ".join(found[-1].split())
     return action or None
-
-
-def last_state(history: Sequence[Turn]) -> tuple[int, str] | None:
-    """(its step number, the observation) of the step at which the trailing run of not-valid
-    actions began, when the last action was not valid; None otherwise. Those actions left the
-    state as that observation showed it."""
-    k = len(history)
-    while k > 0 and not history[k - 1].valid:
-        k -= 1
-    if k == len(history):
-        return None
-    return k + 1, history[k].observation
 
 
 def build_prompt(
@@ -102,13 +86,7 @@ def build_prompt(
         parts.append(
             f"You have taken {taken} step(s). The last {len(recent)}:\n" + "\n".join(lines)
         )
-    current = observation.strip()
-    before = last_state(history)
-    if before is not None:
-        at, seen = before
-        current += f"\nThe last observation before the actions that were not valid (step {at}): "
-        current += seen.strip()
-    parts.append(f"Current observation (step {taken + 1}):\n{current}")
+    parts.append(f"Current observation (step {taken + 1}):\n{observation.strip()}")
     if admissible:
         parts.append("Admissible actions: " + ", ".join(f"'{a}'" for a in admissible))
     parts.append(f"Your task is to: {task.strip()}")

@@ -124,11 +124,7 @@ def rollout(
                 )
             )
             r.history.append(
-                Turn(
-                    r.current.observation,
-                    action if action is not None else "(no action)",
-                    valid=result.action_valid and action is not None,
-                )
+                Turn(r.current.observation, action if action is not None else "(no action)")
             )
             r.current = result
             if result.done or result.error is not None:

@@ -96,7 +96,7 @@ def expert_demos(
                     f"{source.name}: {played.action!r} was not listed as admissible yet changed "
                     "the state"
                 )
-            history.append(Turn(played.before.observation, played.action, after.action_valid))
+            history.append(Turn(played.before.observation, played.action))
         if on_task is not None:
             on_task(1)
     return demos
