@@ -14,7 +14,7 @@ from skillvet.envs.protocol import NOTHING_HAPPENS  # noqa: E402
 from skillvet.policy.hf import Policy  # noqa: E402
 from skillvet.policy.models import build_tiny, chatml_text  # noqa: E402
 from skillvet.prompts import parse_action  # noqa: E402
-from skillvet.sft import action_kind, expert_demos, supervised, validate  # noqa: E402
+from skillvet.sft import _better, action_kind, expert_demos, supervised, validate  # noqa: E402
 
 TINY = TinyModelConfig(layers=1, hidden=48, heads=2, vocab_size=400, tokenizer_tasks=10)
 
@@ -76,6 +76,35 @@ def test_validation_is_logged_on_schedule_and_the_best_weights_are_kept(model_fo
     assert validate(last, prompts, answers, step=30).loss == pytest.approx(
         kept.validations[-1].loss, rel=1e-4
     )
+
+
+def test_with_held_out_tasks_played_the_warm_start_kept_is_the_one_that_won_most(
+    model_folder, source
+):
+    train = expert_demos(source, source.tasks("train")[:12])
+    val = expert_demos(source, source.tasks("train")[12:16])
+    policy = _policy(model_folder)
+    scores = iter([(1, 5), (4, 5), (2, 5)])
+    modes = []
+
+    def play(p: Policy) -> tuple[int, int]:  # a stand-in for closed-loop episodes
+        modes.append(p.model.training)
+        return next(scores)
+
+    cfg = SftConfig(steps=40, batch_size=8, lr=3e-2, val_every=10, val_play=5, val_play_from=20)
+    result = supervised(policy, train, cfg, seed=0, val=val, play=play)
+    assert [v.step for v in result.validations] == [10, 20, 30, 40]
+    assert [v.played for v in result.validations] == [None, (1, 5), (4, 5), (2, 5)]
+    assert modes == [False, False, False]  # played in eval mode, trained in train mode between
+    assert result.chosen == result.validations[2]
+    prompts = [policy.encode_prompt(d.prompt) for d in val]
+    answers = [policy.encode_answer(d.answer) for d in val]
+    assert validate(policy, prompts, answers, step=40).loss == pytest.approx(
+        result.validations[2].loss, rel=1e-4
+    )
+    # a validation played beats any that was not, whatever its accuracy
+    unplayed = result.validations[0]
+    assert not _better(unplayed, result.validations[1]) and _better(result.validations[1], unplayed)
 
 
 def test_accuracy_counts_a_step_right_only_when_its_whole_answer_is_the_most_likely(

@@ -223,6 +223,52 @@ def test_the_run_directory_records_the_machine_and_the_chosen_warm_start(tmp_pat
     assert lo <= result["after"] <= hi
 
 
+def test_a_warm_start_chosen_by_held_out_play_records_what_it_won(tmp_path):
+    from skillvet.runs import _player
+    from skillvet.train import start_run
+
+    cfg = load_config(
+        None,
+        [
+            *SMALL,
+            "sft.steps=6",
+            "sft.val_every=2",
+            "sft.val_tasks=3",
+            "sft.val_play=5",
+            "sft.val_play_from=4",
+            f"run.out_dir={tmp_path}",
+        ],
+    )
+    run = start_run(cfg, quiet=True)
+    val = [x for x in _lines(run.dir / "sft.jsonl") if "val_accuracy" in x]
+    assert [x["step"] for x in val] == [2, 4, 6] and "val_played" not in val[0]
+    assert all(x["val_played"]["episodes"] == 5 for x in val[1:])
+    kept = json.loads((run.dir / "warm_start.json").read_text())
+    best = max(
+        val[1:],
+        key=lambda x: (x["val_played"]["successes"], x["val_accuracy"], -x["val_loss"]),
+    )
+    assert kept["step"] == best["step"] and kept["val_played"] == best["val_played"]
+    # the kept weights, played again on the same held-out tasks and seeds, win the same
+    held_out = run.source.tasks(cfg.env.train_split)[cfg.sft.tasks : cfg.sft.tasks + 5]
+    again = _player(cfg, run.source, held_out)(run.policy)
+    assert again == (kept["val_played"]["successes"], 5)
+
+
+def test_held_out_play_asks_for_tasks_the_split_has(tmp_path):
+    from skillvet.config import ConfigError
+    from skillvet.train import start_run
+
+    with pytest.raises(ConfigError, match="val_tasks >= 1"):
+        load_config(None, ["sft.val_tasks=0", "sft.val_play=5"])
+    cfg = load_config(
+        None, [*SMALL, "sft.steps=2", "sft.val_play=100000", f"run.out_dir={tmp_path}"]
+    )
+    with pytest.raises(ConfigError, match=r"sft\.val_play: 100000 held-out tasks asked"):
+        start_run(cfg, quiet=True)
+    assert not any(tmp_path.iterdir())  # refused before a run directory was made
+
+
 def test_a_baseline_can_sample_its_tasks_in_clusters_as_sapo_does():
     import numpy as np
 

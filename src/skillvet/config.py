@@ -26,6 +26,8 @@ from skillvet.envs.scienceworld import ScienceworldConfig
 from skillvet.envs.sokoban import SokobanConfig
 from skillvet.envs.textworld import TextworldConfig
 from skillvet.policy.vllm import VllmConfig
+from skillvet.retired import RETIRED as RETIRED  # re-exported
+from skillvet.retired import drop_retired
 from skillvet.skills.settings import SkillsConfig
 from skillvet.typedyaml import describe, from_dict, to_dict, to_yaml
 
@@ -255,9 +257,15 @@ class SftConfig:
     val_every: int = 100
     """Validate every N SFT steps (and after the last): teacher-forced loss and action accuracy on
     the held-out expert steps."""
+    val_play: int = 0
+    """Held-out train tasks (the first of those after the `tasks` demonstrated ones) played
+    closed-loop at each validation from step `val_play_from` on, sampled as eval samples
+    (`eval.temperature`, the same sampling seeds each time); 0: none."""
+    val_play_from: int = 0
+    """The first SFT step whose validation plays the `val_play` tasks."""
     select: Literal["best", "last"] = "best"
-    """The warm start kept: the validation with the highest action accuracy (ties: the lower loss),
-    or the last step's weights."""
+    """The warm start kept: the best validation (the most `val_play` successes, then the highest
+    action accuracy, then the lower loss), or the last step's weights."""
     types: list[str] = field(default_factory=list)
     """Task types to demonstrate; empty means every type of the train split."""
     skills_share: float = 0.0
@@ -283,6 +291,12 @@ class SftConfig:
         _require(0.0 <= self.recovery <= 1.0, "sft.recovery", "must be in [0, 1]")
         _require(self.val_tasks >= 0, "sft.val_tasks", "must be >= 0")
         _require(self.val_every >= 1, "sft.val_every", "must be >= 1")
+        _require(self.val_play >= 0, "sft.val_play", "must be >= 0")
+        _require(
+            self.val_play == 0 or self.val_tasks >= 1,
+            "sft.val_play",
+            "plays at validations: needs sft.val_tasks >= 1",
+        )
 
 
 @dataclass
@@ -392,8 +406,11 @@ class Config:
     """Optional logging backends; metrics.jsonl is always written."""
 
     def __post_init__(self) -> None:
-        _require(not self.train.fsdp or (not self.model.lora and self.sampling.engine == "hf"),
-                 "train.fsdp", "shards full fine-tuning (no model.lora), engine hf")
+        _require(
+            not self.train.fsdp or (not self.model.lora and self.sampling.engine == "hf"),
+            "train.fsdp",
+            "shards full fine-tuning (no model.lora), engine hf",
+        )
         if self.skills.enabled:
             _require(
                 self.train.tasks_per_iteration % self.skills.cluster_size == 0,
@@ -436,45 +453,6 @@ def load_config(
         apply_override(data, item)
     drop_retired(data)
     return from_dict(Config, data)
-
-
-RETIRED: dict[str, Any] = {
-    "sft.skill_types": [],
-    "sft.skill_types_plain": 0.0,
-    "sft.decoy_share": 0.0,
-    "sft.own_procedure": False,
-    "sft.other_types": [],
-    "sft.decoy_types": [],
-    "sft.decoy_procedures": 8,
-    "sft.decoy_named": False,
-    "sft.decoy_chores": 0,
-    "sft.decoy_chores_mixed": False,
-    "sft.decoy_chores_furniture": False,
-    "sft.decoy_consistency": 0.0,
-    "sft.save_every": 0,
-}
-"""Experiment settings removed from the library (the last commit with them: a9425ba), with the
-value that left them off. A run directory written before keeps them in its config.yaml."""
-
-
-def drop_retired(data: dict[str, Any]) -> None:
-    """Remove retired keys that hold their off value; a retired key set to anything else is an
-    error that says so (that run needs the older skillvet)."""
-    for dotted, off in RETIRED.items():
-        section, _, key = dotted.partition(".")
-        node = data.get(section)
-        if not isinstance(node, dict) or key not in node:
-            continue
-        if node[key] != off:
-            raise ConfigError(
-                f"{dotted}: this setting was removed (last in commit a9425ba); this config sets "
-                f"it to {node[key]!r}"
-            )
-        del node[key]
-    env = data.get("env")
-    household = env.get("household") if isinstance(env, dict) else None
-    if isinstance(household, dict) and household.get("expert") == "explore":
-        raise ConfigError("env.household.expert: explore was removed (last in commit a9425ba)")
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:

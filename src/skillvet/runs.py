@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from skillvet.config import Config, load_config, save_config
 from skillvet.configerror import ConfigError
 from skillvet.distributed import ONE, Dist
 from skillvet.envs import TaskSource, make_source
+from skillvet.evaluate import episode_seeds, evaluate
 from skillvet.jsonl import append_jsonl, keep_through, read_jsonl
 from skillvet.loggers import Loggers
 from skillvet.machine import machine_info
@@ -43,9 +45,11 @@ from skillvet.sft import (
     kinds_line,
     supervised,
     warm_start_demos,
+    warm_start_tasks,
 )
 from skillvet.skills.sapo import SkillVetting
-from skillvet.stats import wilson_interval
+from skillvet.stats import format_rate, wilson_interval
+from skillvet.types import Task
 
 
 @dataclass
@@ -102,17 +106,8 @@ def start_run(
         torch.set_num_threads(cfg.model.threads)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     path = Path(run_dir) if run_dir else Path(cfg.run.out_dir) / f"{cfg.run.name}-{stamp}"
-    if cfg.model.name != "tiny":
-        resolve(cfg.model.name)  # a wrong model name fails here, before a run directory is made
-    check_engine(cfg.sampling)  # so does a rollout engine that is not installed
     source = make_source(cfg.env)
-    splits = {"env.train_split": cfg.env.train_split, "env.eval_split": cfg.env.eval_split}
-    for key, split in splits.items():  # and a split the environment does not have
-        if split not in source.splits():
-            raise ConfigError(
-                f"{key}: {source.name} has no split {split!r}; its splits: "
-                f"{', '.join(source.splits())}"
-            )
+    train_tasks = _checked(cfg, source)
     if path.exists() and any(path.iterdir()):
         raise FileExistsError(f"run directory {path} exists and is not empty; use --resume")
     path.mkdir(parents=True, exist_ok=True)
@@ -121,7 +116,6 @@ def start_run(
     save_config(cfg, path / "config.yaml")
     (path / "machine.json").write_text(json.dumps(machine_info(), indent=2) + "\n")
     torch.manual_seed(cfg.run.seed)
-    train_tasks = source.tasks(cfg.env.train_split)
     demos = None
     if cfg.sft.steps:
         from tqdm import tqdm
@@ -155,6 +149,25 @@ def start_run(
     return run
 
 
+def _checked(cfg: Config, source: TaskSource) -> list[Task]:
+    """The train split's tasks, once everything a run needs before its directory is made holds:
+    the model name, the rollout engine, the splits, the warm start's tasks; else the error."""
+    if cfg.model.name != "tiny":
+        resolve(cfg.model.name)  # a wrong model name fails here, before a run directory is made
+    check_engine(cfg.sampling)  # so does a rollout engine that is not installed
+    splits = {"env.train_split": cfg.env.train_split, "env.eval_split": cfg.env.eval_split}
+    for key, split in splits.items():  # and a split the environment does not have
+        if split not in source.splits():
+            raise ConfigError(
+                f"{key}: {source.name} has no split {split!r}; its splits: "
+                f"{', '.join(source.splits())}"
+            )
+    train_tasks = source.tasks(cfg.env.train_split)
+    if cfg.sft.steps:
+        warm_start_tasks(cfg, train_tasks)  # so does a warm start the split cannot hold
+    return train_tasks
+
+
 def _warm_start(run: Run, demos: WarmStartDemos, base: str) -> tuple[str, str | None]:
     """SFT on `demos` with its records (sft.jsonl, warm_start.json); the (base, adapter) saved."""
     cfg, path, policy = run.cfg, run.dir, run.policy
@@ -174,7 +187,7 @@ def _warm_start(run: Run, demos: WarmStartDemos, base: str) -> tuple[str, str | 
             append_jsonl(path / "sft.jsonl", _validation_record(v))
             run.say(
                 f"sft step {v.step}: validation loss {v.loss:.4f}, action accuracy {v.accuracy:.1%}"
-                f" ({kinds_line(v, most=4)})"
+                f" ({kinds_line(v, most=4)}){_played_text(v)}"
             )
 
         result = supervised(
@@ -185,11 +198,13 @@ def _warm_start(run: Run, demos: WarmStartDemos, base: str) -> tuple[str, str | 
             on_step=on_step,
             val=demos.val,
             on_validation=on_validation,
+            play=_player(cfg, run.source, demos.play) if demos.play else None,
         )
     chosen = result.chosen
     kept = (
         f"; kept the {cfg.sft.select} validation, step {chosen.step}: action accuracy "
         f"{chosen.accuracy:.1%} on {len(demos.val)} held-out expert steps ({kinds_line(chosen)})"
+        f"{_played_text(chosen)}"
         if chosen
         else ""
     )
@@ -203,14 +218,52 @@ def _warm_start(run: Run, demos: WarmStartDemos, base: str) -> tuple[str, str | 
     return (base, saved) if cfg.model.lora else (saved, None)
 
 
+def _player(
+    cfg: Config, source: TaskSource, tasks: list[Task]
+) -> Callable[[Policy], tuple[int, int]]:
+    """Plays `tasks` once each as eval does (`eval.temperature`), with the same sampling seeds at
+    every call, so that two validations differ by the policy only: (successes, episodes)."""
+    seeds = episode_seeds(
+        int(np.random.SeedSequence([cfg.run.seed, 7]).generate_state(1)[0]), len(tasks)
+    )
+
+    def play(policy: Policy) -> tuple[int, int]:
+        summary, _ = evaluate(
+            policy,
+            source,
+            tasks,
+            max_new_tokens=cfg.sampling.max_action_tokens,
+            temperature=cfg.eval.temperature,
+            history_length=cfg.sampling.history_length,
+            seeds=seeds,
+        )
+        return summary["successes"], summary["episodes"]
+
+    return play
+
+
+def _played_text(v: Validation) -> str:
+    """What a validation line adds where `v` was played (else nothing): ", held-out tasks played:
+    24.0% [16.7, 33.2] (24/100)"."""
+    return "" if v.played is None else f", held-out tasks played: {format_rate(*v.played)}"
+
+
 def _validation_record(v: Validation) -> dict:
     """A validation as sft.jsonl and warm_start.json hold it."""
-    return {
+    record = {
         "step": v.step,
         "val_loss": v.loss,
         "val_accuracy": v.accuracy,
         "val_by_kind": {kind: {"right": r, "steps": n} for kind, (r, n) in v.by_kind.items()},
     }
+    if v.played is not None:
+        wins, n = v.played
+        record["val_played"] = {
+            "successes": wins,
+            "episodes": n,
+            "ci95": list(wilson_interval(wins, n)),
+        }
+    return record
 
 
 def resume_run(run_dir: str | Path, quiet: bool = False, dist: Dist = ONE) -> Run:

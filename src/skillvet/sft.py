@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from skillvet.config import Config, SftConfig
+from skillvet.configerror import ConfigError
 from skillvet.envs.check import play_expert
 from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
@@ -217,6 +218,10 @@ class Validation:
     by_kind: dict[str, tuple[int, int]] = field(default_factory=dict)
     """(right, steps) per kind of expert action (its first word: "go", "take", ...), where
     the kinds were given: which decisions the warm start gets wrong."""
+    played: tuple[int, int] | None = None
+    """(successes, episodes) of the held-out tasks played closed-loop at this validation, where
+    they were played (`sft.val_play`): what the policy does with its own actions, which the
+    teacher-forced figures do not tell."""
 
 
 @dataclass
@@ -278,8 +283,14 @@ def kinds_line(v: Validation, most: int = 6) -> str:
     return ", ".join(f"{kind} {right / seen:.0%} ({seen})" for kind, (right, seen) in shown)
 
 
+def _rank(v: Validation) -> tuple[int, float, float]:
+    """What "best" means: the most held-out successes played (a validation played beats one not
+    played), then the highest action accuracy, then the lowest loss."""
+    return (v.played[0] if v.played else -1, v.accuracy, -v.loss)
+
+
 def _better(a: Validation, b: Validation | None) -> bool:
-    return b is None or (a.accuracy, -a.loss) > (b.accuracy, -b.loss)
+    return b is None or _rank(a) > _rank(b)
 
 
 class _Keeper:
@@ -314,13 +325,17 @@ def supervised(
     on_step: Callable[[int, float], None] | None = None,
     val: Sequence[Demo] = (),
     on_validation: Callable[[Validation], None] | None = None,
+    play: Callable[[Policy], tuple[int, int]] | None = None,
 ) -> SftResult:
     """`cfg.steps` AdamW steps on random batches of demos (learning rate by `lr_at`); the loss
     is the cross-entropy of the answer tokens.
 
     With held-out demonstrations `val`, the policy is validated every `cfg.val_every` steps and
-    after the last; with `cfg.select == "best"` it ends with the weights of the best validation
-    (highest action accuracy, then lowest loss), otherwise with the last step's.
+    after the last; from step `cfg.val_play_from` on, a validation also calls `play(policy)`
+    (the held-out tasks played closed-loop: successes, episodes), if given. With
+    `cfg.select == "best"` the policy ends with the weights of the best validation (`_rank`:
+    most successes played, then highest action accuracy, then lowest loss), otherwise with the
+    last step's.
     """
     if not demos:
         raise ValueError("no demonstrations: the expert produced no steps for these tasks")
@@ -354,12 +369,25 @@ def supervised(
             on_step(step, losses[-1])
         done = step + 1
         if val_prompts and (done % cfg.val_every == 0 or done == cfg.steps):
-            keeper.add(validate(policy, val_prompts, val_answers, done, kinds=val_kinds))
+            measured = validate(policy, val_prompts, val_answers, done, kinds=val_kinds)
+            if play is not None and done >= cfg.val_play_from:
+                measured = replace(measured, played=_played(policy, play))
+            keeper.add(measured)
             if on_validation is not None:
                 on_validation(keeper.validations[-1])
     chosen = keeper.finish()
     policy.model.eval()
     return SftResult(losses, keeper.validations, chosen)
+
+
+def _played(policy: Policy, play: Callable[[Policy], tuple[int, int]]) -> tuple[int, int]:
+    """`play(policy)` in eval mode, the training mode restored after."""
+    was_training = policy.model.training
+    policy.model.eval()
+    try:
+        return play(policy)
+    finally:
+        policy.model.train(was_training)
 
 
 @dataclass(frozen=True)
@@ -370,6 +398,27 @@ class WarmStartDemos:
     """Held-out expert steps it is validated on."""
     tasks: int
     """Train tasks the demonstrations come from."""
+    play: list[Task] = field(default_factory=list)
+    """Held-out tasks played closed-loop at validations (`sft.val_play`)."""
+
+
+def warm_start_tasks(
+    cfg: Config, train_tasks: Sequence[Task]
+) -> tuple[list[Task], list[Task], list[Task]]:
+    """The warm start's train tasks: (demonstrated, held out as expert steps, held out to play):
+    the first `sft.tasks` of `sft.types` (all types if none), the next `sft.val_tasks`, and the
+    next `sft.val_play` (the same stretch). Raises if the split is too short for `sft.val_play`
+    or `sft.types` names a type it lacks."""
+    sft = cfg.sft
+    check_task_types(sft, [t.task_type for t in train_tasks], cfg.env.train_split)
+    pool = [t for t in train_tasks if not sft.types or t.task_type in set(sft.types)]
+    tasks, played = pool[: sft.tasks], pool[sft.tasks : sft.tasks + sft.val_play]
+    if len(played) < sft.val_play:
+        raise ConfigError(
+            f"sft.val_play: {sft.val_play} held-out tasks asked, but the {cfg.env.train_split} "
+            f"split has {len(played)} after the {len(tasks)} demonstrated ones"
+        )
+    return tasks, pool[sft.tasks : sft.tasks + sft.val_tasks], played
 
 
 def warm_start_demos(
@@ -380,11 +429,10 @@ def warm_start_demos(
 ) -> WarmStartDemos:
     """Every demonstration of a run's warm start, as `cfg.sft` asks: the expert's steps on the
     first `sft.tasks` train tasks (of `sft.types`, if given) with their recovery steps, the skill
-    reading and writing demonstrations, and the next `sft.val_tasks` tasks' steps held out."""
+    reading and writing demonstrations, the next `sft.val_tasks` tasks' steps held out, and the
+    next `sft.val_play` tasks (from the same held-out stretch) to be played at validations."""
     sft = cfg.sft
-    check_task_types(sft, [t.task_type for t in train_tasks], cfg.env.train_split)
-    pool = [t for t in train_tasks if not sft.types or t.task_type in set(sft.types)]
-    tasks, held_out = pool[: sft.tasks], pool[sft.tasks : sft.tasks + sft.val_tasks]
+    tasks, held_out, played = warm_start_tasks(cfg, train_tasks)
     history = cfg.sampling.history_length
     demos = expert_demos(
         source,
@@ -407,4 +455,4 @@ def warm_start_demos(
             other_skills=sft.other_skills,
         )
     val = expert_demos(source, held_out, history, on_task=on_task)
-    return WarmStartDemos(demos, val, len(tasks))
+    return WarmStartDemos(demos, val, len(tasks), played)
