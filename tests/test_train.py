@@ -261,12 +261,12 @@ def test_held_out_play_asks_for_tasks_the_split_has(tmp_path):
 
     with pytest.raises(ConfigError, match="val_tasks >= 1"):
         load_config(None, ["sft.val_tasks=0", "sft.val_play=5"])
-    cfg = load_config(
-        None, [*SMALL, "sft.steps=2", "sft.val_play=100000", f"run.out_dir={tmp_path}"]
-    )
+    many = [*SMALL, "sft.steps=2", "sft.val_play=100000", f"run.out_dir={tmp_path}"]
     with pytest.raises(ConfigError, match=r"sft\.val_play: 100000 held-out tasks asked"):
-        start_run(cfg, quiet=True)
+        start_run(load_config(None, [*many, "sft.val_play_from=1"]), quiet=True)
     assert not any(tmp_path.iterdir())  # refused before a run directory was made
+    # an SFT that ends before sft.val_play_from plays nothing, so asks for no tasks
+    assert start_run(load_config(None, [*many, "sft.val_play_from=3"]), quiet=True).dir.is_dir()
 
 
 def test_a_baseline_can_sample_its_tasks_in_clusters_as_sapo_does():

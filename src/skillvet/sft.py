@@ -407,16 +407,18 @@ def warm_start_tasks(
 ) -> tuple[list[Task], list[Task], list[Task]]:
     """The warm start's train tasks: (demonstrated, held out as expert steps, held out to play):
     the first `sft.tasks` of `sft.types` (all types if none), the next `sft.val_tasks`, and the
-    next `sft.val_play` (the same stretch). Raises if the split is too short for `sft.val_play`
-    or `sft.types` names a type it lacks."""
+    next `sft.val_play` (the same stretch; none if the SFT ends before `sft.val_play_from`).
+    Raises if the split is too short for them or `sft.types` names a type it lacks."""
     sft = cfg.sft
     check_task_types(sft, [t.task_type for t in train_tasks], cfg.env.train_split)
     pool = [t for t in train_tasks if not sft.types or t.task_type in set(sft.types)]
-    tasks, played = pool[: sft.tasks], pool[sft.tasks : sft.tasks + sft.val_play]
-    if len(played) < sft.val_play:
+    wanted = sft.val_play if sft.steps >= sft.val_play_from else 0
+    tasks, played = pool[: sft.tasks], pool[sft.tasks : sft.tasks + wanted]
+    if len(played) < wanted:
         raise ConfigError(
-            f"sft.val_play: {sft.val_play} held-out tasks asked, but the {cfg.env.train_split} "
-            f"split has {len(played)} after the {len(tasks)} demonstrated ones"
+            f"sft.val_play: {wanted} held-out tasks asked, but the {cfg.env.train_split} "
+            f"split has {len(played)} after the {len(tasks)} demonstrated ones (lower "
+            "sft.val_play or sft.tasks)"
         )
     return tasks, pool[sft.tasks : sft.tasks + sft.val_tasks], played
 
