@@ -35,6 +35,10 @@ SMALL = [
     "sft.steps=3",
     "sft.tasks=5",
     "sft.batch_size=8",
+    "sft.val_every=1",
+    "sft.val_tasks=2",
+    "sft.val_play=2",
+    "sft.val_play_from=2",
     "train.tasks_per_iteration=2",
     "train.group_size=2",
     "env.max_steps=3",
@@ -77,6 +81,7 @@ def test_every_figure_is_embedded_and_not_blank(report):
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     pngs = sorted(p.name for p in report.parent.glob("*.png"))
     assert len(images) == len(pngs) >= 12
+    assert {"sft_loss.png", "sft_accuracy.png", "sft_played.png"} <= set(pngs)
     for data in images:
         assert _png_spread(base64.b64decode(data)) > 0.01
     assert "http://" not in page and "https://" not in page  # opens from disk, offline

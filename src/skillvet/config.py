@@ -257,11 +257,11 @@ class SftConfig:
     val_every: int = 100
     """Validate every N SFT steps (and after the last): teacher-forced loss and action accuracy on
     the held-out expert steps."""
-    val_play: int = 100
+    val_play: int = 0
     """Held-out train tasks (the first of those after the `tasks` demonstrated ones) played
     closed-loop at each validation from step `val_play_from` on, sampled as eval samples
     (`eval.temperature`, the same sampling seeds each time); 0: none."""
-    val_play_from: int = 700
+    val_play_from: int = 0
     """The first SFT step whose validation plays the `val_play` tasks."""
     select: Literal["best", "last"] = "best"
     """The warm start kept: the best validation (the most `val_play` successes, then the highest

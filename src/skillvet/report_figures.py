@@ -240,6 +240,22 @@ def _sft_figures(sft: list[dict], out: Path) -> list[Figure]:
                 ),
             )
         )
+    played = [s for s in val if "val_played" in s]
+    if played:
+        won = [s["val_played"]["successes"] / max(s["val_played"]["episodes"], 1) for s in played]
+        figs.append(
+            (
+                f"Warm-start success on the {played[-1]['val_played']['episodes']} held-out tasks "
+                "played at validations (sft.val_play): what chose the warm start kept.",
+                _line_figure(
+                    out / "sft_played.png",
+                    "Warm start, held-out tasks played",
+                    "success",
+                    {"held-out tasks": ([s["step"] for s in played], won)},
+                    xlabel="SFT step",
+                ),
+            )
+        )
     return figs
 
 
