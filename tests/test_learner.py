@@ -268,3 +268,53 @@ def test_a_sampler_that_is_not_the_learner_is_measured_and_corrected(tmp_path):
     assert capped["pg"] == pytest.approx(exact["pg"], rel=1e-4)
     assert all(torch.allclose(capped_w[k], exact_w[k], atol=1e-6) for k in exact_w)
     assert not all(torch.allclose(corrected_w[k], exact_w[k], atol=1e-6) for k in exact_w)
+
+
+def test_rows_without_gradient_are_skipped_and_the_update_is_the_one_computing_them_gives(
+    tmp_path, monkeypatch
+):
+    from skillvet import learner
+    from skillvet.config import ModelConfig, TinyModelConfig, TrainConfig
+    from skillvet.learner import Rows, update
+    from skillvet.policy.hf import Policy
+    from skillvet.policy.models import build_tiny
+
+    tiny = TinyModelConfig(layers=1, hidden=32, heads=2, vocab_size=300)
+    folder = build_tiny(
+        ["<|im_start|>user\nlook around go north<|im_end|>\n"] * 20, tiny, tmp_path / "m", seed=0
+    )
+    policy = Policy.load(folder, ModelConfig(tiny=tiny, device="cpu"))
+    pairs = [(policy.encode_prompt(q), policy.encode_answer(a))
+             for q in ("where?", "what now?") for a in ("north", "look", "go north")]
+    olds = [policy.token_logprobs([p], [a])[0][0, -len(a):].tolist() for p, a in pairs]
+
+    def run(kl_coef, compute_all):
+        # two updates: rows with signal (Adam's moments fill), then rows all without it
+        if compute_all:
+            monkeypatch.setattr(learner, "with_gradient", lambda rows, idx, algo, train: list(idx))
+        else:
+            monkeypatch.undo()
+        p = Policy.load(folder, ModelConfig(tiny=tiny, device="cpu"))
+        opt = torch.optim.AdamW(p.parameters(), lr=1e-2)
+        train, algo = TrainConfig(micro_batch_size=2, mini_batches=2), AlgoConfig(kl_coef=kl_coef)
+        outs = []
+        for adv in ([1.0, 0.0, -1.0, 0.0, 0.0, 0.5], [0.0] * 6):
+            rows = Rows([q for q, _ in pairs], [a for _, a in pairs], olds, np.array(adv),
+                        np.ones(6, dtype=np.int64))
+            outs.append(update(p, opt, rows, train, algo, 1.0, np.random.default_rng(0)))
+        return outs, p.trainable_state()
+
+    skipping, skipped_w = run(0.0, compute_all=False)
+    computed, computed_w = run(0.0, compute_all=True)
+    assert [o["rows_skipped"] for o in skipping] == [0.5, 1.0]
+    assert [o["rows_skipped"] for o in computed] == [0.0, 0.0]
+    assert skipping[0]["pg"] != 0.0 and skipping[0]["grad_norm"] > 0
+    # the same weights after both updates: the second (nothing computed) still moved them
+    # through Adam's moments, as the computed one did
+    assert all(torch.allclose(skipped_w[k], computed_w[k], atol=1e-4) for k in computed_w)
+    assert [o["pg"] for o in skipping] == pytest.approx([o["pg"] for o in computed], abs=1e-6)
+    start = Policy.load(folder, ModelConfig(tiny=tiny, device="cpu")).trainable_state()
+    assert not all(torch.allclose(skipped_w[k], start[k], atol=1e-3) for k in start)
+    # with a KL term every row has a gradient: none is skipped
+    with_kl, _ = run(0.01, compute_all=False)
+    assert [o["rows_skipped"] for o in with_kl] == [0.0, 0.0]

@@ -23,6 +23,12 @@ Choices:
   the PPO ratio uses those, and each token's policy-gradient term is weighted by
   min(pi_learner / pi_sampler, algo.tis_cap) (truncated importance sampling, as verl does).
   Both log `mismatch_abs` (mean |difference|) and `mismatch_kl` (k3 KL(sampler || learner)).
+- Rows that carry no gradient are not computed: with no KL and no entropy term
+  (`algo.kl_coef` and `train.entropy_coef` 0) a row's whole loss is its clipped
+  policy-gradient term, which is 0 with its gradient when its advantage is exactly 0 (every row
+  of a group whose episodes all scored alike, under GRPO and GiGPO). The token weights keep the
+  whole mini-batch's count and a mini-batch left empty still steps with zero gradients, so the
+  update is the one computing them would give; `rows_skipped` reports their share.
 - A non-finite loss or gradient norm raises `NonFiniteLoss` before the optimizer steps, so the
   weights and the last checkpoint stay as they were.
 """
@@ -165,6 +171,16 @@ def compute_advantages(episodes: Sequence[Episode], algo: AlgoConfig) -> Rows:
         np.asarray(contexts),
         np.asarray(groups),
     )
+
+
+def with_gradient(
+    rows: Rows, idx: Sequence[int], algo: AlgoConfig, train: TrainConfig
+) -> list[int]:
+    """The rows of `idx` whose loss has a gradient: all of them, or with no KL and no entropy
+    term, those whose advantage is not exactly 0."""
+    if algo.kl_coef > 0 or train.entropy_coef != 0:
+        return list(idx)
+    return [i for i in idx if rows.advantages[i] != 0.0]
 
 
 def micro_batches(rows: Rows, mini: Sequence[int], size: int) -> list[list[int]]:
@@ -315,10 +331,16 @@ def _generator_pass(
 
 def _step(
     policy: Policy, optimizer: torch.optim.Optimizer, train: TrainConfig, dist: Dist,
-    lockstep: bool,
+    lockstep: bool, none_left: bool = False,
 ) -> float:
     """Sum the gradients over ranks (FSDP has, in the backward pass), clip them, step; returns
-    the gradient norm before clipping."""
+    the gradient norm before clipping. `none_left`: this rank's rows of the mini-batch all had
+    no gradient and were not computed; the weights get the zeros they would have given, so the
+    optimizer's moments step as they would have."""
+    if none_left:
+        for p in policy.parameters():
+            if p.requires_grad and p.grad is None:
+                p.grad = torch.zeros_like(p)
     if not lockstep:
         dist.reduce_grads(policy.parameters())
     total = torch.nn.utils.clip_grad_norm_(policy.parameters(), train.max_grad_norm)
@@ -368,6 +390,7 @@ def update(
             "grad_norm": 0.0,
             "tokens": 0,
             "gen_loss": 0.0,
+            "rows_skipped": 0.0,
             "mismatch_abs": 0.0,
             "mismatch_kl": 0.0,
         }
@@ -376,7 +399,7 @@ def update(
     lockstep = fsdp.is_sharded(policy)  # every rank runs as many passes (FSDP gathers in each)
     has_gen = dist.broadcast(generator_rows is not None) if lockstep else False
     steps = 0
-    tokens_seen = 0
+    tokens_seen = skipped = skipped_tokens = 0
     for _ in range(train.epochs):
         order = rng.permutation(n)
         for mini in np.array_split(order, train.mini_batches):
@@ -384,10 +407,13 @@ def update(
                 continue
             mini_tokens = int(length_N[mini].sum())
             mine = [int(i) - offset for i in mini if offset <= i < offset + len(lengths)]
+            kept = with_gradient(rows, mine, algo, train)
+            skipped += len(mine) - len(kept)
+            skipped_tokens += sum(len(rows.responses[i]) for i in set(mine) - set(kept))
             optimizer.zero_grad(set_to_none=True)
             if steps == 0 and (generator_rows is not None or has_gen):
                 gen_loss = _generator_pass(policy, generator_rows, train, algo, temperature)
-            batches = micro_batches(rows, mine, train.micro_batch_size)
+            batches = micro_batches(rows, kept, train.micro_batch_size)
             for _ in range(max(dist.gather(len(batches))) - len(batches) if lockstep else 0):
                 _idle_pass(policy, train, algo, temperature)
             for idx in batches:
@@ -402,15 +428,25 @@ def update(
                 for key, value in parts.values().items():
                     totals[key] += value * count
                 tokens_seen += int(count)
-            grad_norms.append(_step(policy, optimizer, train, dist, lockstep))
+            none_left = bool(mine) and not kept
+            grad_norms.append(_step(policy, optimizer, train, dist, lockstep, none_left))
             steps += 1
-    summed = dist.sum(np.array([*totals.values(), tokens_seen, *mismatch]))
-    tokens_seen = int(summed[len(totals)])
-    mismatch = summed[len(totals) + 1 :]
-    out = {k: v / max(tokens_seen, 1) for k, v in zip(totals, summed)}
+    summed = dist.sum(
+        np.array([*totals.values(), tokens_seen, skipped, skipped_tokens, *mismatch])
+    )
+    tokens_seen, skipped, skipped_tokens = (int(v) for v in summed[len(totals) : len(totals) + 3])
+    mismatch = summed[len(totals) + 3 :]
+    # a skipped row's loss is 0: loss, pg and kl are means over every token; entropy and the
+    # clip fraction over the tokens computed
+    every = ("loss", "pg", "kl")
+    out = {
+        k: v / max(tokens_seen + (skipped_tokens if k in every else 0), 1)
+        for k, v in zip(totals, summed)
+    }
     out["grad_norm"] = float(np.mean(grad_norms)) if grad_norms else 0.0
     out["gen_loss"] = float(dist.sum(np.array([gen_loss]))[0])
     out["tokens"] = tokens_seen
+    out["rows_skipped"] = skipped / (n * train.epochs)
     out["optimizer_steps"] = steps
     out["mismatch_abs"] = float(mismatch[0] / max(mismatch[2], 1.0))
     out["mismatch_kl"] = float(mismatch[1] / max(mismatch[2], 1.0))

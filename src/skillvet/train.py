@@ -231,6 +231,7 @@ def train_iteration(run: Run, iteration: int) -> dict | None:
         "rollout_tokens": generated,
         "rollout_tokens_per_s": generated / max(t_rollout, 1e-9),
         "learner_tokens_per_s": learned["tokens"] / max(t_learn, 1e-9),
+        "learner_rows_skipped": learned["rows_skipped"],
         "time_rollout_s": round(t_rollout, 3),
         "time_learner_s": round(t_learn, 3),
         **({"gen_loss": learned["gen_loss"], **skill_stats} if vetting is not None else {}),
