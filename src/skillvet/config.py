@@ -80,7 +80,8 @@ class AlgoConfig:
     clip_eps: float = 0.2
     """PPO clip range."""
     kl_coef: float = 0.01
-    """beta: weight of the k3 KL(pi || pi_ref) loss term."""
+    """beta: weight of the k3 KL(pi || pi_ref) loss term (METHOD.md: 0.01). At 0 no reference
+    forward runs, and with no entropy bonus the learner skips the rows of advantage 0."""
     tis_cap: float = 2.0
     """Truncated importance sampling, for samplers whose log-probs are not the learner's (vLLM):
     each token's policy-gradient term is weighted by min(pi_learner / pi_sampler, cap), the

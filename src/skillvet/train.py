@@ -302,8 +302,12 @@ def iteration_line(record: dict, iterations: int, run: Run) -> str:
         f"iter {record['iteration']}/{iterations} success {record['train_success']:.3f} "
         f"reward {record['reward']:.2f} len {record['episode_length']:.1f} "
         f"invalid {record['invalid_rate']:.3f} zero-signal {record['zero_signal_share']:.2f} "
-        f"kl {record['kl']:.4f} "
-        f"rollout {record['time_rollout_s']:.1f}s learner {record['time_learner_s']:.1f}s"
+        + (  # without a KL term: the share of rows the learner skipped (no gradient)
+            f"kl {record['kl']:.4f} "
+            if run.cfg.algo.kl_coef > 0
+            else f"skipped {record['learner_rows_skipped']:.2f} "
+        )
+        + f"rollout {record['time_rollout_s']:.1f}s learner {record['time_learner_s']:.1f}s"
     )
     if run.vetting is not None:
         line += (
