@@ -27,7 +27,10 @@ def episode_seeds(seed: int, count: int) -> list[int]:
 
 def summarize(episodes: Sequence[Episode]) -> dict:
     """success_rate, episodes, mean_steps, invalid_rate, errors and by_type for a set of
-    episodes."""
+    episodes; `invalid_by_word`: the invalid actions as shares of all steps by their first word
+    ("take", "go", ...; "(none)" for an answer that held no action), `invalid_repeats`: the
+    share of steps that are invalid and repeat the action before them (an agent stuck in a
+    loop)."""
     by_type: dict[str, list[Episode]] = defaultdict(list)
     for e in episodes:
         by_type[e.task.task_type].append(e)
@@ -41,7 +44,25 @@ def summarize(episodes: Sequence[Episode]) -> dict:
         "mean_steps": steps / max(len(episodes), 1),
         "invalid_rate": sum(e.invalid_steps for e in episodes) / max(steps, 1),
         "errors": sum(e.error is not None for e in episodes),
+        **_invalid_actions(episodes, steps),
         "by_type": {t: _rate(es) for t, es in sorted(by_type.items())},
+    }
+
+
+def _invalid_actions(episodes: Sequence[Episode], steps: int) -> dict:
+    words: dict[str, int] = defaultdict(int)
+    repeats = 0
+    for e in episodes:
+        for before, step in zip([None, *e.steps], e.steps):
+            if step.valid:
+                continue
+            words[step.action.split(" ", 1)[0] if step.action else "(none)"] += 1
+            repeats += before is not None and step.action == before.action
+    return {
+        "invalid_by_word": {
+            w: n / max(steps, 1) for w, n in sorted(words.items(), key=lambda kv: -kv[1])
+        },
+        "invalid_repeats": repeats / max(steps, 1),
     }
 
 
@@ -63,6 +84,12 @@ def format_summary(summary: dict, indent: str = "  ") -> str:
         f"{summary['mean_steps']:.1f} "
         f"· invalid actions {summary['invalid_rate']:.1%} · env errors {summary['errors']}"
     ]
+    if summary.get("invalid_by_word"):
+        words = ", ".join(f"{w} {v:.1%}" for w, v in list(summary["invalid_by_word"].items())[:4])
+        lines[0] += (
+            f"\n{indent}invalid actions of all steps: {words} · repeating the step before "
+            f"{summary['invalid_repeats']:.1%}"
+        )
     for task_type, row in summary["by_type"].items():
         lines.append(f"{indent}{task_type:<24} {format_rate(row['successes'], row['episodes'])}")
     return "\n".join(lines)
