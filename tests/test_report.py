@@ -87,6 +87,17 @@ def test_every_figure_is_embedded_and_not_blank(report):
     assert "http://" not in page and "https://" not in page  # opens from disk, offline
 
 
+def test_the_summary_shows_what_each_evals_invalid_actions_were(report):
+    from skillvet.jsonl import read_jsonl
+
+    page = report.read_text()
+    evals = read_jsonl(report.parent.parent / "eval.jsonl")
+    assert evals and all(e["invalid_by_word"] for e in evals)  # a barely trained policy
+    assert page.count("repeating the step before") == len(evals)
+    first = next(iter(evals[0]["invalid_by_word"].items()))
+    assert f"{first[0]} {first[1]:.1%}" in page
+
+
 def test_the_page_loads_in_chromium_without_console_errors(report, tmp_path):
     chromium = _chromium()
     dom = subprocess.run(

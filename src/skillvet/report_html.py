@@ -62,10 +62,17 @@ def summary_table(run: dict) -> str:
     ]
     for e in run["eval"]:
         wins = e.get("successes", round(e["success_rate"] * e["episodes"]))
+        invalid = ""
+        if e.get("invalid_by_word"):  # evals recorded before the breakdown have none
+            words = ", ".join(f"{w} {v:.1%}" for w, v in list(e["invalid_by_word"].items())[:3])
+            invalid = (
+                f" · invalid actions {e['invalid_rate']:.1%} of steps ({words}), "
+                f"{e['invalid_repeats']:.1%} repeating the step before"
+            )
         rows.append(
             (
                 f"eval {e['stage']} (iteration {e['iteration']})",
-                f"{format_rate(wins, e['episodes'])} (95% interval)",
+                f"{format_rate(wins, e['episodes'])} (95% interval){invalid}",
             )
         )
     machine = run["dir"] / "machine.json" if isinstance(run.get("dir"), Path) else None
