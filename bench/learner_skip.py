@@ -20,6 +20,7 @@ played once per `--seed`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import statistics
 import time
@@ -46,7 +47,7 @@ RECIPE = HERE.parent / "recipes" / "household-tiny.yaml"
 def timed_update(folder: str, cfg, rows, kl_coef: float, compute_all: bool) -> tuple[float, dict]:
     """Seconds of one update from the warm start's weights, and the weights after it."""
     policy = Policy.load(folder, cfg.model)
-    algo = type(cfg.algo)(**{**cfg.algo.__dict__, "kl_coef": kl_coef})
+    algo = dataclasses.replace(cfg.algo, kl_coef=kl_coef)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.train.lr)
     keep = learner.with_gradient
     if compute_all:
