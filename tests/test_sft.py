@@ -14,14 +14,7 @@ from skillvet.envs.protocol import NOTHING_HAPPENS  # noqa: E402
 from skillvet.policy.hf import Policy  # noqa: E402
 from skillvet.policy.models import build_tiny, chatml_text  # noqa: E402
 from skillvet.prompts import parse_action  # noqa: E402
-from skillvet.sft import (  # noqa: E402
-    _better,
-    action_kind,
-    expert_demos,
-    misplaced_take,
-    supervised,
-    validate,
-)
+from skillvet.sft import _better, action_kind, expert_demos, supervised, validate  # noqa: E402
 
 TINY = TinyModelConfig(layers=1, hidden=48, heads=2, vocab_size=400, tokenizer_tasks=10)
 
@@ -172,33 +165,3 @@ def test_recovery_demos_answer_an_invalid_repeat_with_the_experts_next_action(so
     assert (
         expert_demos(source, tasks, recovery=0.5, seed=4, max_steps=source.max_steps) != recovered
     )
-
-
-def test_misplaced_take_moves_the_plans_next_take_to_where_the_agent_stands():
-    plan = ["go to cabinet 1", "go to fridge 1", "take apple 1 from fridge 1", "go to table 1"]
-    assert misplaced_take(plan, 1, plan[:1]) == "take apple 1 from cabinet 1"
-    assert misplaced_take(plan, 2, plan[:2]) is None  # the apple is where it stands
-    assert misplaced_take(plan, 0, []) is None  # it has gone nowhere yet
-    assert misplaced_take(plan, 3, plan[:3]) is None  # the plan takes nothing more
-
-
-def test_take_recovery_demos_answer_a_take_where_the_object_is_not_with_the_experts_action(source):
-    tasks = source.tasks("train")[:40]
-    plain = expert_demos(source, tasks, recovery=0.3, seed=3, max_steps=source.max_steps)
-    # off, the demonstrations are what they were
-    assert expert_demos(
-        source, tasks, recovery=0.3, seed=3, max_steps=source.max_steps, recovery_take=0.0
-    ) == plain
-    demos = expert_demos(source, tasks, seed=3, max_steps=source.max_steps, recovery_take=1.0)
-    clean = expert_demos(source, tasks, seed=3, max_steps=source.max_steps)
-    injected = [
-        d for d in demos if d.prompt.split("Current observation")[1].count(NOTHING_HAPPENS)
-    ]
-    assert 0.1 * len(clean) < len(injected) and len(demos) == len(clean) + len(injected)
-    index = {id(d): i for i, d in enumerate(demos)}
-    for d in injected:
-        last = d.prompt.split("Current observation")[0].rsplit("action: ", 1)[1].split("\n")[0]
-        assert last.startswith("take ")
-        assert f"'{last}'" not in d.prompt.split("Admissible actions:")[1]
-        # the expert's action, as at the clean step before the take
-        assert parse_action(d.answer) == parse_action(demos[index[id(d)] - 1].answer)

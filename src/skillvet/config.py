@@ -252,11 +252,6 @@ class SftConfig:
     action repeated where it is not admissible; the environment answers "Nothing happens."),
     answered with the expert's action: the warm start learns to go on after its own most common
     mistake instead of repeating it."""
-    recovery_take: float = 0.0
-    """Share of the expert's steps at a place that does not hold the object its plan takes next,
-    also demonstrated right after an injected take of that object from there ("take knife 1 from
-    fridge 1"; ALFWorld's grammar, which the household world shares), answered with the expert's
-    action: what a policy that takes without reading the listing needs to go on with its search."""
     val_tasks: int = 50
     """Train-split tasks after the `tasks` demonstrated ones whose expert steps are held out as the
     validation set (0: none)."""
@@ -295,7 +290,6 @@ class SftConfig:
         _require(self.batch_size >= 1, "sft.batch_size", "must be >= 1")
         _require(self.lr > 0, "sft.lr", "must be > 0")
         _require(0.0 <= self.recovery <= 1.0, "sft.recovery", "must be in [0, 1]")
-        _require(0.0 <= self.recovery_take <= 1.0, "sft.recovery_take", "must be in [0, 1]")
         _require(self.val_tasks >= 0, "sft.val_tasks", "must be >= 0")
         _require(self.val_every >= 1, "sft.val_every", "must be >= 1")
         _require(self.val_play >= 0, "sft.val_play", "must be >= 0")

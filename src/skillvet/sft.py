@@ -50,7 +50,6 @@ def expert_demos(
     seed: int = 0,
     max_steps: int | None = None,
     on_task: Callable[[int], None] | None = None,
-    recovery_take: float = 0.0,
 ) -> list[Demo]:
     """One demonstration per expert step of each task (the expert's episode replayed);
     `on_task(1)` after each task (a progress bar).
@@ -64,9 +63,7 @@ def expert_demos(
     state the expert alone never shows. Steps where the repeat would be admissible, and
     environments that list no admissible actions, get no injection; with `max_steps` (the
     episode's step limit) neither do steps where it would leave too few steps for the rest of
-    the expert's plan. With `recovery_take` > 0, that share of the steps at a place that does not
-    hold the object the plan takes next gets an injected take of it from there
-    (`misplaced_take`), the step after it demonstrated the same way.
+    the expert's plan.
     """
     rng = np.random.default_rng([seed, 8])
     demos: list[Demo] = []
@@ -87,9 +84,6 @@ def expert_demos(
                 and rng.random() < recovery
             ):
                 return previous
-            take = misplaced_take(plan, k, taken) if recovery_take > 0 and room else None
-            if take and result.admissible and take not in result.admissible:
-                return take if rng.random() < recovery_take else None
             return None
 
         episode = play_expert(source, task, plan, detour=repeat)
@@ -107,18 +101,6 @@ def expert_demos(
         if on_task is not None:
             on_task(1)
     return demos
-
-
-def misplaced_take(plan: Sequence[str], k: int, taken: Sequence[str]) -> str | None:
-    """The plan's next take ("take X from R", from action k on) moved to where the agent stands
-    (the place of its last "go to"), when that is not R; None when the plan takes nothing more
-    or the agent has gone nowhere yet. ALFWorld's grammar, which the household world shares."""
-    here = next((a[len("go to ") :] for a in reversed(taken) if a.startswith("go to ")), None)
-    take = next((a for a in plan[k:] if a.startswith("take ") and " from " in a), None)
-    if here is None or take is None:
-        return None
-    what, _, there = take[len("take ") :].rpartition(" from ")
-    return None if there == here else f"take {what} from {here}"
 
 
 def _demo(
@@ -462,7 +444,6 @@ def warm_start_demos(
         seed=cfg.run.seed,
         max_steps=cfg.env.max_steps,
         on_task=on_task,
-        recovery_take=sft.recovery_take,
     )
     if sft.skills_share > 0 or sft.writing_demos > 0:
         demos += skill_demos(
