@@ -15,7 +15,7 @@ import numpy as np
 from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
 from skillvet.rollout import rollout
-from skillvet.stats import format_rate, wilson_interval
+from skillvet.stats import format_rate, invalid_words, wilson_interval
 from skillvet.types import Episode, Task
 
 
@@ -85,10 +85,9 @@ def format_summary(summary: dict, indent: str = "  ") -> str:
         f"· invalid actions {summary['invalid_rate']:.1%} · env errors {summary['errors']}"
     ]
     if summary.get("invalid_by_word"):
-        words = ", ".join(f"{w} {v:.1%}" for w, v in list(summary["invalid_by_word"].items())[:4])
         lines[0] += (
-            f"\n{indent}invalid actions of all steps: {words} · repeating the step before "
-            f"{summary['invalid_repeats']:.1%}"
+            f"\n{indent}invalid actions of all steps: {invalid_words(summary, 4)} · repeating "
+            f"the step before {summary['invalid_repeats']:.1%}"
         )
     for task_type, row in summary["by_type"].items():
         lines.append(f"{indent}{task_type:<24} {format_rate(row['successes'], row['episodes'])}")

@@ -399,7 +399,7 @@ def update(
     lockstep = fsdp.is_sharded(policy)  # every rank runs as many passes (FSDP gathers in each)
     has_gen = dist.broadcast(generator_rows is not None) if lockstep else False
     steps = 0
-    tokens_seen = skipped = skipped_tokens = 0
+    tokens_seen = skipped = 0
     for _ in range(train.epochs):
         order = rng.permutation(n)
         for mini in np.array_split(order, train.mini_batches):
@@ -409,7 +409,6 @@ def update(
             mine = [int(i) - offset for i in mini if offset <= i < offset + len(lengths)]
             kept = with_gradient(rows, mine, algo, train)
             skipped += len(mine) - len(kept)
-            skipped_tokens += sum(len(rows.responses[i]) for i in set(mine) - set(kept))
             optimizer.zero_grad(set_to_none=True)
             if steps == 0 and (generator_rows is not None or has_gen):
                 gen_loss = _generator_pass(policy, generator_rows, train, algo, temperature)
@@ -431,17 +430,15 @@ def update(
             none_left = bool(mine) and not kept
             grad_norms.append(_step(policy, optimizer, train, dist, lockstep, none_left))
             steps += 1
-    summed = dist.sum(
-        np.array([*totals.values(), tokens_seen, skipped, skipped_tokens, *mismatch])
-    )
-    tokens_seen, skipped, skipped_tokens = (int(v) for v in summed[len(totals) : len(totals) + 3])
-    mismatch = summed[len(totals) + 3 :]
-    # a skipped row's loss is 0: loss, pg and kl are means over every token; entropy and the
-    # clip fraction over the tokens computed
+    summed = dist.sum(np.array([*totals.values(), tokens_seen, skipped, *mismatch]))
+    tokens_seen, skipped = int(summed[len(totals)]), int(summed[len(totals) + 1])
+    mismatch = summed[len(totals) + 2 :]
+    # a skipped row's loss is 0: loss, pg and kl are means over every token (each epoch passes
+    # over all of them); entropy and the clip fraction over the tokens computed
     every = ("loss", "pg", "kl")
+    all_tokens = int(length_N.sum()) * train.epochs
     out = {
-        k: v / max(tokens_seen + (skipped_tokens if k in every else 0), 1)
-        for k, v in zip(totals, summed)
+        k: v / max(all_tokens if k in every else tokens_seen, 1) for k, v in zip(totals, summed)
     }
     out["grad_norm"] = float(np.mean(grad_norms)) if grad_norms else 0.0
     out["gen_loss"] = float(dist.sum(np.array([gen_loss]))[0])

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from skillvet.report_figures import Figure
-from skillvet.stats import format_rate
+from skillvet.stats import format_rate, invalid_words
 
 CSS = (
     "\n"
@@ -64,9 +64,8 @@ def summary_table(run: dict) -> str:
         wins = e.get("successes", round(e["success_rate"] * e["episodes"]))
         invalid = ""
         if e.get("invalid_by_word"):  # evals recorded before the breakdown have none
-            words = ", ".join(f"{w} {v:.1%}" for w, v in list(e["invalid_by_word"].items())[:3])
             invalid = (
-                f" · invalid actions {e['invalid_rate']:.1%} of steps ({words}), "
+                f" · invalid actions {e['invalid_rate']:.1%} of steps ({invalid_words(e, 3)}), "
                 f"{e['invalid_repeats']:.1%} repeating the step before"
             )
         rows.append(

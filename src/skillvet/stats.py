@@ -47,3 +47,9 @@ def format_rate(successes: int, n: int) -> str:
     lo, hi = wilson_interval(successes, n)
     rate = successes / n if n else 0.0
     return f"{rate:.1%} [{100 * lo:.1f}, {100 * hi:.1f}] ({successes}/{n})"
+
+
+def invalid_words(summary: dict, top: int) -> str:
+    """The `top` most frequent first words of a summary's invalid actions with their shares of
+    all steps: "take 18.5%, go 15.0%"."""
+    return ", ".join(f"{w} {v:.1%}" for w, v in list(summary["invalid_by_word"].items())[:top])
