@@ -47,6 +47,12 @@ def test_bad_configs_name_the_key(override, message):
         load_config(RECIPE, [override])
 
 
+def test_answers_held_to_admissible_actions_need_the_hf_engine():
+    assert load_config(RECIPE, ["sampling.admissible_only=true"]).sampling.admissible_only
+    with pytest.raises(ConfigError, match=r"admissible_only: needs sampling\.engine=hf"):
+        load_config(RECIPE, ["sampling.admissible_only=true", "sampling.engine=vllm"])
+
+
 def test_resolved_yaml_round_trips_and_carries_docs(tmp_path):
     cfg = load_config(RECIPE, ["algo.step_weight=0.25", "algo.similarity=0.9"])
     text = to_yaml(cfg)

@@ -10,9 +10,10 @@ pytest.importorskip("transformers")
 
 from skillvet.config import HouseholdConfig, ModelConfig, TinyModelConfig  # noqa: E402
 from skillvet.envs.household import HouseholdSource  # noqa: E402
+from skillvet.policy.choices import ChoiceRows  # noqa: E402
 from skillvet.policy.hf import Policy, shared_prefix_length  # noqa: E402
 from skillvet.policy.models import build_tiny, chatml_text  # noqa: E402
-from skillvet.prompts import build_prompt  # noqa: E402
+from skillvet.prompts import answer_text, build_prompt  # noqa: E402
 from skillvet.rollout import rollout  # noqa: E402
 from skillvet.sft import expert_demos  # noqa: E402
 
@@ -207,3 +208,44 @@ def test_the_tiny_tokenizer_encodes_as_trained_also_after_a_save(tiny_folder, tm
     policy.save(tmp_path / "saved")
     again = Policy.load(tmp_path / "saved", ModelConfig(tiny=TINY, device="cpu"))
     assert again.tokenizer(text)["input_ids"] == trained.encode(text).ids
+
+
+def test_choice_rows_allow_only_tokens_that_continue_a_choice():
+    rows = ChoiceRows([[[1, 2, 3], [1, 4], [5]], None, [[]]])
+    assert rows.allowed(0) == {1, 5} and rows.allowed(1) is None and rows.allowed(2) is None
+    rows.advance([0, 1], [1, 7])
+    assert rows.allowed(0) == {2, 4}
+    bias = rows.bias([0, 1], vocab=6, device=torch.device("cpu"))
+    assert bias[0].isinf().tolist() == [True, True, False, True, False, True]
+    assert not bias[1].isinf().any()
+    assert rows.bias([1], vocab=6, device=torch.device("cpu")) is None  # no row restricted
+    rows.advance([0], [4])
+    assert rows.allowed(0) == set()  # the choice "1 4" is written out: the row is free again
+    assert rows.bias([0], vocab=6, device=torch.device("cpu")) is None
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.0])
+def test_answers_held_to_the_admissible_actions_are_valid_and_keep_the_models_logprobs(
+    tiny_folder, source, temperature
+):
+    """A random-init model writes invalid actions; held to the admissible ones it writes only
+    them, token for token as their encoding spells them, and each token's recorded log-prob is
+    the unrestricted model's, the one the learner recomputes."""
+    policy = _policy(tiny_folder)
+    tasks = source.tasks("train")[:3]
+    common = dict(max_new_tokens=64, temperature=temperature, sampling_seeds=list(range(9)))
+    free = rollout(policy, source, tasks, 3, **common)
+    assert any(not s.valid for e in free for s in e.steps)
+    held = rollout(policy, source, tasks, 3, admissible_only=True, **common)
+    steps = [s for e in held for s in e.steps]
+    assert steps and all(s.valid for s in steps)
+    for s in steps:
+        assert s.response_ids == policy.encode_answer(answer_text(s.action))[:-1]
+    logp, _, mask = policy.token_logprobs(
+        [s.prompt_ids for s in steps], [s.response_ids for s in steps], temperature or 1.0
+    )
+    if temperature > 0:
+        for i, s in enumerate(steps):
+            recomputed = logp[i][mask[i].bool()].detach()
+            assert torch.allclose(recomputed, torch.tensor(s.logprobs), atol=1e-4)
+            assert sum(s.logprobs) < -1e-3  # unrestricted: the choice had less than all the mass

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 from skillvet import __version__
 from skillvet.cliargs import (
@@ -169,7 +171,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_sft(args: argparse.Namespace) -> int:
     """Warm start alone: a model folder trained on expert demonstrations."""
-    from pathlib import Path
 
     from skillvet.evaluate import evaluate, format_summary
     from skillvet.train import eval_seed, start_run
@@ -197,6 +198,7 @@ def cmd_sft(args: argparse.Namespace) -> int:
         temperature=cfg.eval.temperature,
         history_length=cfg.sampling.history_length,
         seed=eval_seed(cfg),
+        admissible_only=cfg.sampling.admissible_only,
     )
     print(
         f"warm-started model: {out} · eval success on {cfg.env.eval_split} at temperature "
@@ -206,8 +208,6 @@ def cmd_sft(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-    from pathlib import Path
 
     from tqdm import tqdm
 
@@ -251,6 +251,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             on_episodes=bar.update,
             skills=skills,
             skills_section=skills is not None,
+            admissible_only=sampling.admissible_only,
         )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

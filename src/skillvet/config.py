@@ -228,10 +228,20 @@ class SamplingConfig:
     """Tokens one answer may take; an answer cut there without an action is an invalid action."""
     history_length: int = 2
     """H: past steps (action and observation) shown in each prompt."""
+    admissible_only: bool = False
+    """Where the environment lists admissible actions, every answer (training rollouts and
+    evals) is sampled among them: `<action>` and one admissible action, token by token, with no
+    room to think first (`skillvet.policy.choices`); no action is then invalid. Log-probs stay
+    the unrestricted model's. The HF engine only."""
 
     def __post_init__(self) -> None:
         _require(
             self.temperature > 0.0, "sampling.temperature", "must be > 0 (use eval for greedy)"
+        )
+        _require(
+            not (self.admissible_only and self.engine == "vllm"),
+            "sampling.admissible_only",
+            "needs sampling.engine=hf (vLLM's restricted sampling is not wired in)",
         )
         _require(self.max_action_tokens >= 1, "sampling.max_action_tokens", "must be >= 1")
         _require(self.history_length >= 0, "sampling.history_length", "must be >= 0")

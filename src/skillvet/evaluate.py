@@ -108,12 +108,14 @@ def evaluate(
     on_episodes: Callable[[int], None] | None = None,
     skills: Callable[[Task, str], Sequence[str]] | None = None,
     skills_section: bool = False,
+    admissible_only: bool = False,
 ) -> tuple[dict, list[Episode]]:
     """Each task once; greedy when temperature is 0. Returns the summary and the episodes.
 
     `skills(task, goal)` gives the skill texts shown for a task (a run's bank, for SAPO runs);
     `skills_section` shows the prompt's skills section even when a task has none (SAPO runs).
     `seeds` (one per task) replaces the seeds drawn from `seed`.
+    `admissible_only` samples answers among the admissible actions (`sampling.admissible_only`).
     """
     seeds = list(seeds) if seeds is not None else episode_seeds(seed, len(tasks))
     episodes: list[Episode] = []
@@ -130,6 +132,7 @@ def evaluate(
             sampling_seeds=seeds[start : start + batch_size],
             skills=skills,
             skills_section=skills_section,
+            admissible_only=admissible_only,
         )
         if on_episodes is not None:
             on_episodes(len(chunk))

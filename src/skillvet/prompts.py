@@ -37,6 +37,11 @@ class Turn:
     action: str
 
 
+def answer_text(action: str) -> str:
+    """The answer that takes `action`, as the expert's demonstrations write it."""
+    return f"<action>{action}</action>"
+
+
 def parse_action(answer: str, stopped_at_close: bool = False) -> str | None:
     """The text inside the last `<action>...</action>` of `answer`, stripped; None if there is none.
 

@@ -21,7 +21,7 @@ import torch
 from skillvet.envs.process import reset_all, step_all
 from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
-from skillvet.prompts import Turn, build_prompt, parse_action
+from skillvet.prompts import Turn, answer_text, build_prompt, parse_action
 from skillvet.types import Episode, Step, StepResult, Task
 
 
@@ -49,6 +49,7 @@ def rollout(
     index_offset: int = 0,
     skills_section: bool = False,
     first_group: int = 0,
+    admissible_only: bool = False,
 ) -> list[Episode]:
     """Play every task `group_size` times; return the episodes, grouped by task, in order.
 
@@ -59,6 +60,8 @@ def rollout(
     common random numbers, pair by pair. `index_offset` numbers the rollouts of a group from it.
     `skills_section` shows the prompt's skills section even when a task has no skill (SAPO).
     `first_group` numbers the tasks' groups from it (a rank's share of an iteration's tasks).
+    `admissible_only` samples each answer among the admissible actions, where the environment
+    lists them (`sampling.admissible_only`).
     """
     if sampling_seeds is not None and len(sampling_seeds) != len(tasks) * group_size:
         raise ValueError(
@@ -103,8 +106,13 @@ def rollout(
             for r in running
         ]
         row_generators = [r.row_generator for r in running] if sampling_seeds is not None else None
+        held = {}  # asked only when wanted: a sampler without `choices` still plays freely
+        if admissible_only:
+            held["choices"] = [
+                [answer_text(a) for a in r.current.admissible or []] for r in running
+            ]
         answers = policy.generate(
-            prompts, max_new_tokens, temperature, generator, row_generators=row_generators
+            prompts, max_new_tokens, temperature, generator, row_generators=row_generators, **held
         )
         actions = [parse_action(gen.text) for gen in answers]  # the text keeps the closing tag
         results = step_all([r.env for r in running], [a or "" for a in actions])  # side by side

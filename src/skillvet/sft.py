@@ -21,7 +21,7 @@ from skillvet.configerror import ConfigError
 from skillvet.envs.check import play_expert
 from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
-from skillvet.prompts import Turn, build_prompt, parse_action
+from skillvet.prompts import Turn, answer_text, build_prompt, parse_action
 from skillvet.skills.induce import (
     Attempt,
     induction_prompt,
@@ -35,10 +35,6 @@ class Demo:
     prompt: str
     answer: str
     task_type: str
-
-
-def answer_text(action: str) -> str:
-    return f"<action>{action}</action>"
 
 
 def expert_demos(

@@ -100,6 +100,7 @@ def run_eval(run: Run, iteration: int, stage: str) -> dict:
             if run.vetting is not None
             else None,
             skills_section=cfg.skills.enabled,
+            admissible_only=cfg.sampling.admissible_only,
         )
     parts = dist.gather_to_main(episodes)
     if parts is None:  # not the main rank: it records nothing
@@ -156,6 +157,7 @@ def train_iteration(run: Run, iteration: int) -> dict | None:
             history_length=cfg.sampling.history_length,
             sampling_seeds=seeds[mine.start * n : mine.stop * n],
             first_group=mine.start,
+            admissible_only=cfg.sampling.admissible_only,
         )
     else:  # SAPO: base half, induce, augmented half, utility
         tasks = vetting.sample_tasks(pool, rng)

@@ -3,9 +3,10 @@ log-probability, and the learner's log-probabilities of the same tokens.
 
 Choices:
 - Our own sampling loop over the model's KV cache (not `generate`): it records the exact
-  log-probability of each sampled token under the distribution it was drawn from (logits /
-  temperature), stops a row at `</action>`, at end of turn, or at the token limit, and drops
-  finished rows from the cache so no compute is spent on them.
+  log-probability of each sampled token under the model's distribution (logits / temperature),
+  stops a row at `</action>`, at end of turn, or at the token limit, and drops finished rows
+  from the cache so no compute is spent on them. A row may be held to a list of answers (the
+  admissible actions: `skillvet.policy.choices`).
 - Prompts are left-padded with position ids counted from each row's first real token, both at
   sampling and in the learner, so the learner sees every token where the sampler saw it: their
   log-probabilities agree to float rounding (tests/test_policy.py).
@@ -36,6 +37,7 @@ from pathlib import Path
 import torch
 
 from skillvet.config import ModelConfig
+from skillvet.policy.choices import ChoiceRows
 
 STOP_TEXT = "</action>"
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -47,7 +49,8 @@ class Generation:
     ids: list[int]
     """Sampled token ids, the stop token included when there was one."""
     logprobs: list[float]
-    """Log-probability of each sampled token under the sampling distribution."""
+    """Log-probability of each sampled token under the model's distribution at the sampling
+    temperature (before any restriction to choices): the one the learner recomputes."""
     text: str
     """The decoded answer (special tokens dropped)."""
     finish: str
@@ -101,6 +104,7 @@ class Policy:
         if not self.lora:
             self._ref = copy.deepcopy(model).eval().requires_grad_(False).to(self.compute_dtype)
         self._stop_enders: dict[str, torch.Tensor] = {}
+        self._answers: dict[str, list[int]] = {}
         self._cache = _cache_keyword(model)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         eos = {tokenizer.eos_token_id}
@@ -214,6 +218,7 @@ class Policy:
         generator: torch.Generator | None = None,
         row_generators: Sequence[torch.Generator] | None = None,
         stop_text: str | None = STOP_TEXT,
+        choices: Sequence[Sequence[str] | None] | None = None,
     ) -> list[Generation]:
         """One answer per prompt, in one batch. temperature 0 means greedy decoding.
 
@@ -222,6 +227,8 @@ class Policy:
         distribution (inverse CDF): the draws of a row do not depend on the rest of the batch,
         so two batches given the same generators sample with common random numbers.
         `stop_text` (None: none) ends a row when it appears in the answer.
+        `choices` (one list of answer texts or None per prompt) restricts a row to writing one of
+        its answers (`skillvet.policy.choices`); its log-probs stay the unrestricted model's.
         """
         from transformers import DynamicCache
 
@@ -243,16 +250,22 @@ class Policy:
         logits = out.logits[:, -1, :].float()
         enders = self._stop_ender_mask(stop_text, logits.shape[-1]) if stop_text else None
         rows = list(range(len(prompts)))  # original index of each live row in the batch
+        choices = choices if choices is not None else [None] * len(prompts)
+        restrict = ChoiceRows([self._answer_ids(c) if c else None for c in choices])
         sampled: list[list[int]] = [[] for _ in prompts]
         step_logps: list[tuple[list[int], torch.Tensor]] = []  # (rows, their log-probs), per step
         finish = ["length"] * len(prompts)
         for _ in range(max_new_tokens):
-            token, token_logp = self._sample(logits, temperature, generator, row_generators, rows)
+            bias = restrict.bias(rows, logits.shape[-1], self.device)
+            token, token_logp = self._sample(
+                logits, temperature, generator, row_generators, rows, bias
+            )
             step_logps.append((rows, token_logp))
             ends = (
                 enders[token] if enders is not None else torch.zeros_like(token, dtype=torch.bool)
             )
             tokens, can_stop = torch.stack([token, ends.long()]).tolist()  # one transfer per step
+            restrict.advance(rows, tokens)
             keep: list[int] = []
             for b, (i, t) in enumerate(zip(rows, tokens)):
                 sampled[i].append(t)
@@ -301,23 +314,31 @@ class Policy:
         generator: torch.Generator | None,
         row_generators: Sequence[torch.Generator] | None,
         rows: Sequence[int],
+        bias: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(token_B, its log-prob_B) drawn from `logits` (greedy at temperature 0)."""
+        """(token_B, its log-prob_B) drawn from `logits` (greedy at temperature 0); with `bias`
+        (0 or -inf per token) drawn from `logits + bias`, the log-prob still `logits`'."""
+        logp = torch.log_softmax(logits / temperature if temperature > 0 else logits, dim=-1)
+        drawn = logp if bias is None else torch.log_softmax(logp + bias, dim=-1)
         if temperature > 0 and row_generators is not None:
-            logp = torch.log_softmax(logits / temperature, dim=-1)
             u = torch.stack([torch.rand((), generator=row_generators[i]) for i in rows]).to(
                 logits.device
             )
-            cdf = logp.exp().cumsum(-1)
+            cdf = drawn.exp().cumsum(-1)
             token = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(-1)
             token = token.clamp(max=cdf.shape[-1] - 1)
         elif temperature > 0:
-            logp = torch.log_softmax(logits / temperature, dim=-1)
-            token = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
+            token = torch.multinomial(drawn.exp(), 1, generator=generator).squeeze(-1)
         else:
-            logp = torch.log_softmax(logits, dim=-1)
-            token = logp.argmax(-1)
+            token = drawn.argmax(-1)
         return token, logp.gather(-1, token[:, None]).squeeze(-1)
+
+    def _answer_ids(self, answers: Sequence[str]) -> list[list[int]]:
+        """`encode_answer` of each answer, remembered (the same admissible actions recur)."""
+        for a in answers:
+            if a not in self._answers:
+                self._answers[a] = self.encode_answer(a)
+        return [self._answers[a] for a in answers]
 
     def _stop_ender_mask(self, stop_text: str, vocab: int) -> torch.Tensor:
         """A bool per token id, on the device: can this token complete `stop_text`? (Its text

@@ -42,6 +42,7 @@ class Sampler(Protocol):
         generator: torch.Generator | None = None,
         row_generators: Sequence[torch.Generator] | None = None,
         stop_text: str | None = STOP_TEXT,
+        choices: Sequence[Sequence[str] | None] | None = None,
     ) -> list[Generation]: ...
 
     def load_weights(self, policy: Policy) -> None:

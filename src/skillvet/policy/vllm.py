@@ -127,8 +127,10 @@ class VllmSampler:
         generator: torch.Generator | None = None,
         row_generators: Sequence[torch.Generator] | None = None,
         stop_text: str | None = STOP,
+        choices: Sequence[Sequence[str] | None] | None = None,
     ) -> list[Generation]:
-        """One answer per prompt, as `Policy.generate` gives them (temperature 0: greedy)."""
+        """One answer per prompt, as `Policy.generate` gives them (temperature 0: greedy).
+        Answers restricted to `choices` are the HF engine's only."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -136,6 +138,8 @@ class VllmSampler:
 
         if not prompts:
             return []
+        if choices is not None and any(choices):
+            raise ValueError("answers restricted to choices (sampling.admissible_only): hf engine")
         if self._asleep == 2:
             raise RuntimeError("vLLM slept without its weights: call load_weights(policy) first")
         self._wake()

@@ -177,6 +177,7 @@ def cmd_skills_vet(args: argparse.Namespace) -> int:
         history_length=cfg.sampling.history_length, seed=args.seed, confidence=args.confidence,
         max_skill_chars=cfg.skills.max_skill_chars, max_block_chars=cfg.skills.max_block_chars,
         placebo=args.placebo,
+        admissible_only=cfg.sampling.admissible_only,
     )
     if args.json:
         print(json.dumps(result, indent=2))

@@ -206,6 +206,7 @@ class SkillVetting:
             history_length=cfg.sampling.history_length,
             sampling_seeds=seeds,
             skills_section=True,
+            admissible_only=cfg.sampling.admissible_only,
         )
 
     def play(

@@ -48,13 +48,15 @@ def vet(
     max_skill_chars: int = _SKILLS.max_skill_chars,
     max_block_chars: int = _SKILLS.max_block_chars,
     placebo: bool = False,
+    admissible_only: bool = _SAMPLING.admissible_only,
 ) -> dict:
     """U of `skill` over `tasks` with matched halves of `pairs` rollouts each, and its interval.
 
     With `placebo`, a third arm of `pairs` rollouts per task (the same seeds) shows a neutral
     skill of the same length instead (`placebo_skill`): "placebo" is its U against the base
     half (the effect of a block being there), "U_vs_placebo" the skill's against the placebo
-    (the effect of what the skill says).
+    (the effect of what the skill says). `admissible_only`: answers sampled among the
+    admissible actions, as the run's `sampling.admissible_only`.
     """
     if not tasks:
         raise ValueError("vet needs at least one task")
@@ -69,6 +71,7 @@ def vet(
         history_length=history_length,
         sampling_seeds=seeds if temperature > 0 else None,
         skills_section=True,
+        admissible_only=admissible_only,
     )
     base = rollout(policy, source, tasks, pairs, skills=lambda t, g: base_block, **common)
     augmented = rollout(
