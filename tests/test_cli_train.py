@@ -54,6 +54,13 @@ def test_sft_writes_a_model_that_eval_reads(tmp_path, capsys):
     assert set(report["by_type"]) and sum(v["episodes"] for v in report["by_type"].values()) == 6
     lines = (tmp_path / "episodes.jsonl").read_text().splitlines()
     assert len(lines) == 6 and all(len(json.loads(x)["steps"]) <= 3 for x in lines)
+    assert report["invalid_rate"] > 0  # three SFT steps: the model writes invalid actions
+
+    model = ["--model", str(out / "model-sft"), "--env", "household", "--limit", "6"]
+    held_to = ["--max-steps", "3", "--max-action-tokens", "64", "--admissible-only"]
+    assert main(["eval", *model, *held_to, "--json"]) == 0
+    held = json.loads(capsys.readouterr().out)
+    assert held["episodes"] == 6 and held["invalid_rate"] == 0.0
 
 
 def test_sft_goes_on_from_a_saved_model(tmp_path, capsys):

@@ -218,7 +218,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from skillvet.train import eval_seed
 
     cfg, policy, run_dir = load_model(args.model)
-    sampling = cfg.sampling
+    held = args.admissible_only or cfg.sampling.admissible_only
+    sampling = replace(cfg.sampling, admissible_only=held)
     sampler = make_sampler(policy, replace(sampling, engine=args.engine or sampling.engine))
     skills = None
     if (
@@ -403,17 +404,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=POSITIVE, default=64, help="environments played at once")
     ev.add_argument("--engine", choices=["hf", "vllm"], help="rollout engine (default: the run's)")
     ev.add_argument("--out", help="write the episodes to this JSONL file")
-    ev.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="env config override (household.distractors=12)",
-    )
-    ev.add_argument(
-        "--no-skills",
-        action="store_true",
-        help="a SAPO run without its skill bank (no skills block)",
-    )
+    ev.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="env config override (household.distractors=12)")
+    ev.add_argument("--no-skills", action="store_true", help="a SAPO run without its skill bank")
+    ev.add_argument("--admissible-only", action="store_true",
+                    help="answers sampled among the admissible actions (sampling.admissible_only)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=cmd_eval)

@@ -231,8 +231,8 @@ class SamplingConfig:
     admissible_only: bool = False
     """Where the environment lists admissible actions, every answer (training rollouts and
     evals) is sampled among them: `<action>` and one admissible action, token by token, with no
-    room to think first (`skillvet.policy.choices`); no action is then invalid. Log-probs stay
-    the unrestricted model's. The HF engine only."""
+    room to think first (`skillvet.policy.choices`); no action is then invalid, unless cut at
+    `max_action_tokens`. Log-probs stay the unrestricted model's. The HF engine only."""
 
     def __post_init__(self) -> None:
         _require(

@@ -177,7 +177,7 @@ def cmd_skills_vet(args: argparse.Namespace) -> int:
         history_length=cfg.sampling.history_length, seed=args.seed, confidence=args.confidence,
         max_skill_chars=cfg.skills.max_skill_chars, max_block_chars=cfg.skills.max_block_chars,
         placebo=args.placebo,
-        admissible_only=cfg.sampling.admissible_only,
+        admissible_only=args.admissible_only or cfg.sampling.admissible_only,
     )
     if args.json:
         print(json.dumps(result, indent=2))
@@ -267,5 +267,7 @@ def _add_vet_command(actions) -> None:
     vet.add_argument("--placebo", action="store_true",
                      help="a third arm with a neutral skill of the same length: the block's own "
                           "effect, and the skill's utility against it")
+    vet.add_argument("--admissible-only", action="store_true",
+                     help="answers sampled among the admissible actions (sampling.admissible_only)")
     vet.add_argument("--json", action="store_true")
     vet.set_defaults(func=cmd_skills_vet)
