@@ -3,6 +3,9 @@ LoRA reference, checkpoints of the trainable weights."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -225,27 +228,62 @@ def test_choice_rows_allow_only_tokens_that_continue_a_choice():
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.0])
-def test_answers_held_to_the_admissible_actions_are_valid_and_keep_the_models_logprobs(
+def test_answers_held_to_the_admissible_actions_are_valid_and_scored_as_drawn(
     tiny_folder, source, temperature
 ):
     """A random-init model writes invalid actions; held to the admissible ones it writes only
     them, token for token as their encoding spells them, and each token's recorded log-prob is
-    the unrestricted model's, the one the learner recomputes."""
+    the one among the tokens it could be drawn from, which the learner recomputes from
+    `allowed`: at least the unrestricted one, and 0 where one token was allowed."""
     policy = _policy(tiny_folder)
     tasks = source.tasks("train")[:3]
     common = dict(max_new_tokens=64, temperature=temperature, sampling_seeds=list(range(9)))
     free = rollout(policy, source, tasks, 3, **common)
     assert any(not s.valid for e in free for s in e.steps)
+    assert all(s.allowed is None for e in free for s in e.steps)
     held = rollout(policy, source, tasks, 3, admissible_only=True, **common)
     steps = [s for e in held for s in e.steps]
     assert steps and all(s.valid for s in steps)
     for s in steps:
         assert s.response_ids == policy.encode_answer(answer_text(s.action))[:-1]
-    logp, _, mask = policy.token_logprobs(
-        [s.prompt_ids for s in steps], [s.response_ids for s in steps], temperature or 1.0
+        assert len(s.allowed) == len(s.response_ids)
+        assert all(t in ids for t, ids in zip(s.response_ids, s.allowed))
+    if temperature == 0:
+        return
+    prompts, responses = [s.prompt_ids for s in steps], [s.response_ids for s in steps]
+    scored, _, mask = policy.token_logprobs(prompts, responses, allowed=[s.allowed for s in steps])
+    unheld, _, _ = policy.token_logprobs(prompts, responses)
+    gains = []
+    for i, s in enumerate(steps):
+        on = mask[i].bool()
+        recomputed, sampled = scored[i][on].detach(), torch.tensor(s.logprobs)
+        assert torch.allclose(recomputed, sampled, atol=1e-4)
+        single = torch.tensor([len(ids) == 1 for ids in s.allowed])
+        assert torch.all(sampled[single].abs() < 1e-6)
+        gains.append(float((recomputed - unheld[i][on].detach()).min()))
+    assert min(gains) > -1e-5 and max(gains) > 0.1
+
+
+def test_the_learner_scores_held_answers_as_the_sampler_drew_them(tiny_folder, source):
+    from skillvet.config import AlgoConfig, TrainConfig
+    from skillvet.learner import compute_advantages, update
+
+    policy = _policy(tiny_folder)
+    episodes = rollout(
+        policy, source, source.tasks("train")[:2], 4, max_new_tokens=64, temperature=1.0,
+        sampling_seeds=list(range(8)), admissible_only=True,
     )
-    if temperature > 0:
-        for i, s in enumerate(steps):
-            recomputed = logp[i][mask[i].bool()].detach()
-            assert torch.allclose(recomputed, torch.tensor(s.logprobs), atol=1e-4)
-            assert sum(s.logprobs) < -1e-3  # unrestricted: the choice had less than all the mass
+    for k, e in enumerate(episodes):  # advantages of both signs
+        e.steps[-1].reward = 10.0 * (k % 2)
+    rows = compute_advantages(episodes, AlgoConfig())
+
+    def first_update(rows):
+        p = _policy(tiny_folder)
+        opt = torch.optim.AdamW(p.parameters(), lr=1e-3)
+        rng = np.random.default_rng(0)
+        return update(p, opt, rows, TrainConfig(mini_batches=1), AlgoConfig(), 1.0, rng)
+
+    held = first_update(rows)
+    assert held["mismatch_abs"] < 1e-5 and math.isfinite(held["kl"])
+    rows.allowed = None  # scored over the whole vocabulary: not what was drawn
+    assert first_update(rows)["mismatch_abs"] > 1e-2

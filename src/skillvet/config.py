@@ -232,7 +232,9 @@ class SamplingConfig:
     """Where the environment lists admissible actions, every answer (training rollouts and
     evals) is sampled among them: `<action>` and one admissible action, token by token, with no
     room to think first (`skillvet.policy.choices`); no action is then invalid, unless cut at
-    `max_action_tokens`. Log-probs stay the unrestricted model's. The HF engine only."""
+    `max_action_tokens`. The policy trained is the restricted one: the sampler's log-probs and
+    the learner's (and the KL reference's) are taken among the tokens that could be drawn. The
+    HF engine only."""
 
     def __post_init__(self) -> None:
         _require(

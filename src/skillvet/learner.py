@@ -76,6 +76,12 @@ class Rows:
     head (chat header, task, skills block), so the learner batches them together."""
     groups: np.ndarray | None = None
     """Each row's episode group (the task it played)."""
+    allowed: list[list[list[int]] | None] | None = None
+    """Rows held to the admissible actions: the ids each token was drawn among (`Step.allowed`);
+    the learner scores them under the same restriction."""
+
+    def allowed_of(self, idx: Sequence[int]) -> list[list[list[int]] | None] | None:
+        return [self.allowed[i] for i in idx] if self.allowed is not None else None
 
 
 def zero_signal_share(advantages_N: np.ndarray, groups_N: np.ndarray, tol: float = 1e-9) -> float:
@@ -92,7 +98,7 @@ def zero_signal_share(advantages_N: np.ndarray, groups_N: np.ndarray, tol: float
 def compute_advantages(episodes: Sequence[Episode], algo: AlgoConfig) -> Rows:
     """Advantages of every step of every episode that did not crash."""
     used = [e for e in episodes if e.error is None and e.steps]
-    prompts, responses, olds = [], [], []
+    prompts, responses, olds, allowed = [], [], [], []
     rewards, penalties, traj, time, groups, anchors, contexts = [], [], [], [], [], [], []
     returns_by_traj = []
     context_ids: dict[tuple, int] = {}
@@ -102,6 +108,7 @@ def compute_advantages(episodes: Sequence[Episode], algo: AlgoConfig) -> Rows:
             prompts.append(s.prompt_ids)
             responses.append(s.response_ids)
             olds.append(s.logprobs)
+            allowed.append(s.allowed)
             rewards.append(s.reward)
             penalties.append(0.0 if s.valid else algo.invalid_penalty)
             traj.append(k)
@@ -170,6 +177,7 @@ def compute_advantages(episodes: Sequence[Episode], algo: AlgoConfig) -> Rows:
         sizes_N,
         np.asarray(contexts),
         np.asarray(groups),
+        allowed if any(a is not None for a in allowed) else None,
     )
 
 
@@ -234,7 +242,7 @@ def _learner_logprobs(
     for idx in micro_batches(rows, range(len(rows.prompts)), size):
         responses = [rows.responses[i] for i in idx]
         logp, _, mask = policy.token_logprobs(
-            [rows.prompts[i] for i in idx], responses, temperature
+            [rows.prompts[i] for i in idx], responses, temperature, allowed=rows.allowed_of(idx)
         )
         sampled = _right_aligned([rows.old_logprobs[i] for i in idx], logp.shape[1])
         count = float(mask.sum())
@@ -270,14 +278,17 @@ def _micro_batch_loss(
     log-probs and mask."""
     prompts = [rows.prompts[i] for i in idx]
     responses = [rows.responses[i] for i in idx]
-    logp, ent, mask = policy.token_logprobs(prompts, responses, temperature, entropy=True)
+    allowed = rows.allowed_of(idx)
+    logp, ent, mask = policy.token_logprobs(prompts, responses, temperature, True, allowed)
     width = logp.shape[1]
     old = _right_aligned([olds[i] for i in idx], width).to(logp.device)
     is_weight = None
     if not exact_sampler and algo.tis_cap > 0:
         sampled = _right_aligned([rows.old_logprobs[i] for i in idx], width)
         is_weight = truncated_is_weights(old, sampled.to(logp.device), algo.tis_cap)
-    ref = policy.ref_logprobs(prompts, responses, temperature) if algo.kl_coef > 0 else None
+    ref = None
+    if algo.kl_coef > 0:
+        ref = policy.ref_logprobs(prompts, responses, temperature, allowed)
     adv = torch.tensor(rows.advantages[idx], dtype=torch.float32, device=logp.device)
     parts = policy_loss(
         logp,

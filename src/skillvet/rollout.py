@@ -129,6 +129,7 @@ def rollout(
                     reward=result.reward,
                     valid=result.action_valid and action is not None,
                     observation=result.observation,
+                    allowed=gen.allowed,
                 )
             )
             r.history.append(

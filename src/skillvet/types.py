@@ -68,6 +68,8 @@ class Step:
     valid: bool
     observation: str
     """What the environment answered."""
+    allowed: list[list[int]] | None = None
+    """An answer held to the admissible actions: the ids each token was drawn among."""
 
 
 @dataclass

@@ -5,10 +5,11 @@ that continues one of them: at each step the tokens that no remaining choice has
 masked out, so the row ends having written exactly one choice, token for token as the choice's
 own encoding spells it. Rows given none sample freely.
 
-The mask restricts what is drawn, not what is scored: the sampler records each token's
-log-probability under the model's whole distribution, the one the learner recomputes, so the
-PPO ratio starts at 1 and the update raises or lowers the chosen answer's probability as it
-would without the restriction.
+The policy is the restricted one, in the sampler and in the learner: the sampler records each
+token's log-probability among the tokens it could draw (`Generation.allowed`), and the learner
+scores the same tokens under the same restriction (`response_bias`), so an update that lowers
+an answer gives its probability to the other admissible answers, not to text the sampler never
+draws.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ class ChoiceRows:
             [c for c in row if c] or None if row else None for row in choices
         ]
         self.sampled = [0] * len(choices)
+        self.drawn_among: list[list[list[int]] | None] = [
+            [] if left is not None else None for left in self.left
+        ]
+        """Per restricted row, the ids each of its tokens was drawn among ([]: any)."""
 
     def allowed(self, row: int) -> set[int] | None:
         """Token ids row `row` may sample next (None: any)."""
@@ -36,9 +41,13 @@ class ChoiceRows:
         return {c[at] for c in left if len(c) > at}
 
     def bias(self, rows: Sequence[int], vocab: int, device: torch.device) -> torch.Tensor | None:
-        """An additive mask for the live `rows` (0 where allowed, -inf elsewhere), or None when
-        none of them is restricted. A row whose choices are used up is left free."""
+        """An additive mask for the live `rows`' next token (0 where allowed, -inf elsewhere), or
+        None when none of them is restricted; recorded in `drawn_among`. A row whose choices are
+        used up is left free."""
         masks = [self.allowed(i) for i in rows]
+        for i, allowed in zip(rows, masks):
+            if self.drawn_among[i] is not None:
+                self.drawn_among[i].append(sorted(allowed or ()))
         if not any(masks):
             return None
         out = torch.zeros((len(rows), vocab))
@@ -55,3 +64,21 @@ class ChoiceRows:
             if left is not None:
                 self.left[i] = [c for c in left if len(c) > at and c[at] == t]
             self.sampled[i] = at + 1
+
+
+def response_bias(
+    allowed: Sequence[Sequence[Sequence[int]] | None] | None, width: int, vocab: int
+) -> torch.Tensor | None:
+    """The additive mask (rows x `width` x `vocab`: 0 where allowed, -inf elsewhere) of
+    right-aligned responses whose tokens were drawn among `allowed` (per row: the allowed ids
+    of each of its tokens, or None when it was drawn freely); None when no row was restricted."""
+    if allowed is None or not any(allowed):
+        return None
+    out = torch.zeros((len(allowed), width, vocab))
+    for b, row in enumerate(allowed):
+        for t, ids in enumerate(row or []):
+            if ids:
+                at = width - len(row) + t
+                out[b, at] = float("-inf")
+                out[b, at, list(ids)] = 0.0
+    return out

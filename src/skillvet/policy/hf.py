@@ -3,10 +3,11 @@ log-probability, and the learner's log-probabilities of the same tokens.
 
 Choices:
 - Our own sampling loop over the model's KV cache (not `generate`): it records the exact
-  log-probability of each sampled token under the model's distribution (logits / temperature),
-  stops a row at `</action>`, at end of turn, or at the token limit, and drops finished rows
-  from the cache so no compute is spent on them. A row may be held to a list of answers (the
-  admissible actions: `skillvet.policy.choices`).
+  log-probability of each sampled token under the distribution it was drawn from (logits /
+  temperature), stops a row at `</action>`, at end of turn, or at the token limit, and drops
+  finished rows from the cache so no compute is spent on them. A row may be held to a list of
+  answers (the admissible actions: `skillvet.policy.choices`); the learner then scores its
+  tokens under the same restriction.
 - Prompts are left-padded with position ids counted from each row's first real token, both at
   sampling and in the learner, so the learner sees every token where the sampler saw it: their
   log-probabilities agree to float rounding (tests/test_policy.py).
@@ -37,7 +38,7 @@ from pathlib import Path
 import torch
 
 from skillvet.config import ModelConfig
-from skillvet.policy.choices import ChoiceRows
+from skillvet.policy.choices import ChoiceRows, response_bias
 
 STOP_TEXT = "</action>"
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -49,12 +50,14 @@ class Generation:
     ids: list[int]
     """Sampled token ids, the stop token included when there was one."""
     logprobs: list[float]
-    """Log-probability of each sampled token under the model's distribution at the sampling
-    temperature (before any restriction to choices): the one the learner recomputes."""
+    """Log-probability of each sampled token under the distribution it was drawn from (logits /
+    temperature, among `allowed` when held to choices): the one the learner recomputes."""
     text: str
     """The decoded answer (special tokens dropped)."""
     finish: str
     """"stop" (reached </action>), "eos" (end of turn) or "length" (token limit)."""
+    allowed: list[list[int]] | None = None
+    """For an answer held to choices: the ids each token was drawn among ([]: any)."""
 
 
 def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
@@ -228,7 +231,7 @@ class Policy:
         so two batches given the same generators sample with common random numbers.
         `stop_text` (None: none) ends a row when it appears in the answer.
         `choices` (one list of answer texts or None per prompt) restricts a row to writing one of
-        its answers (`skillvet.policy.choices`); its log-probs stay the unrestricted model's.
+        its answers (`skillvet.policy.choices`); its log-probs are the restricted distribution's.
         """
         from transformers import DynamicCache
 
@@ -302,9 +305,10 @@ class Policy:
         for step_rows, values in step_logps:
             for i, v in zip(step_rows, values.tolist()):
                 logps[i].append(v)
+        decode = self.tokenizer.decode
         return [
-            Generation(s, lp, self.tokenizer.decode(s, skip_special_tokens=True), f)
-            for s, lp, f in zip(sampled, logps, finish)
+            Generation(s, lp, decode(s, skip_special_tokens=True), f, allowed)
+            for s, lp, f, allowed in zip(sampled, logps, finish, restrict.drawn_among)
         ]
 
     @staticmethod
@@ -316,8 +320,8 @@ class Policy:
         rows: Sequence[int],
         bias: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(token_B, its log-prob_B) drawn from `logits` (greedy at temperature 0); with `bias`
-        (0 or -inf per token) drawn from `logits + bias`, the log-prob still `logits`'."""
+        """(token_B, its log-prob_B) drawn from `logits` (greedy at temperature 0), or from
+        `logits + bias` (0 or -inf per token) when a bias is given."""
         logp = torch.log_softmax(logits / temperature if temperature > 0 else logits, dim=-1)
         drawn = logp if bias is None else torch.log_softmax(logp + bias, dim=-1)
         if temperature > 0 and row_generators is not None:
@@ -331,7 +335,7 @@ class Policy:
             token = torch.multinomial(drawn.exp(), 1, generator=generator).squeeze(-1)
         else:
             token = drawn.argmax(-1)
-        return token, logp.gather(-1, token[:, None]).squeeze(-1)
+        return token, drawn.gather(-1, token[:, None]).squeeze(-1)
 
     def _answer_ids(self, answers: Sequence[str]) -> list[list[int]]:
         """`encode_answer` of each answer, remembered (the same admissible actions recur)."""
@@ -359,9 +363,10 @@ class Policy:
         prompts: Sequence[Sequence[int]],
         responses: Sequence[Sequence[int]],
         temperature: float,
+        allowed: Sequence[Sequence[Sequence[int]] | None] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(log-softmax over the vocabulary BTV, response tokens BT, mask BT) at the response
-        positions."""
+        positions; over the `allowed` ids only where a response was drawn among them."""
         width = max(len(r) for r in responses)
         # the shared head's cache would be recomputed without grad under checkpointing: none then
         shared = (
@@ -395,6 +400,9 @@ class Policy:
         logits = out.logits[:, :-1, :].float()  # position j predicts token j + 1: the last `width`
         if temperature > 0 and temperature != 1.0:
             logits = logits / temperature
+        bias = response_bias(allowed, width, logits.shape[-1])
+        if bias is not None:
+            logits = logits + bias.to(logits.device)
         logp_all = torch.log_softmax(logits, dim=-1)
         resp_mask = torch.zeros(logp_all.shape[:2], dtype=logp_all.dtype, device=logp_all.device)
         for i, r in enumerate(responses):
@@ -409,12 +417,14 @@ class Policy:
         responses: Sequence[Sequence[int]],
         temperature: float,
         entropy: bool,
+        allowed: Sequence[Sequence[Sequence[int]] | None] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         logp_all, targets, resp_mask = self._response_distributions(
-            model, prompts, responses, temperature
+            model, prompts, responses, temperature, allowed
         )
         logp = logp_all.gather(-1, targets[..., None]).squeeze(-1)
-        ent = -(logp_all.exp() * logp_all).sum(-1) if entropy else None
+        finite = logp_all.clamp(min=torch.finfo(logp_all.dtype).min)  # -inf outside `allowed`
+        ent = -(logp_all.exp() * finite).sum(-1) if entropy else None
         return logp, ent, resp_mask
 
     def token_logprobs(
@@ -423,12 +433,17 @@ class Policy:
         responses: Sequence[Sequence[int]],
         temperature: float = 1.0,
         entropy: bool = False,
+        allowed: Sequence[Sequence[Sequence[int]] | None] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """(logp_BT, entropy_BT or None, mask_BT) of the response tokens, with gradients.
 
         Responses are right-aligned: row i's tokens are the last len(responses[i]) columns.
+        `allowed` (per row None, or the ids each token was drawn among: `Generation.allowed`)
+        scores a held answer under the restriction it was sampled with.
         """
-        return self._forward_response(self.model, prompts, responses, temperature, entropy)
+        return self._forward_response(
+            self.model, prompts, responses, temperature, entropy, allowed
+        )
 
     def answer_distributions(
         self, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]
@@ -443,12 +458,13 @@ class Policy:
         prompts: Sequence[Sequence[int]],
         responses: Sequence[Sequence[int]],
         temperature: float = 1.0,
+        allowed: Sequence[Sequence[Sequence[int]] | None] | None = None,
     ) -> torch.Tensor:
-        """Log-probs of the same tokens under the frozen reference (start) model."""
-        if self.lora:
-            with self.model.disable_adapter():
-                return self._forward_response(self.model, prompts, responses, temperature, False)[0]
-        return self._forward_response(self._ref, prompts, responses, temperature, False)[0]
+        """Log-probs of the same tokens under the frozen reference (start) model (restricted to
+        `allowed` as in `token_logprobs`)."""
+        model = self.model if self.lora else self._ref
+        with self.model.disable_adapter() if self.lora else contextlib.nullcontext():
+            return self._forward_response(model, prompts, responses, temperature, False, allowed)[0]
 
     # ---------------------------------------------------------------- checkpoints
 
