@@ -74,11 +74,19 @@ def response_bias(
     of each of its tokens, or None when it was drawn freely); None when no row was restricted."""
     if allowed is None or not any(allowed):
         return None
-    out = torch.zeros((len(allowed), width, vocab))
+    held: list[tuple[int, int]] = []  # (row, column) of every restricted token
+    keep: list[list[int]] = [[], [], []]  # (row, column, id) of every id allowed there
     for b, row in enumerate(allowed):
         for t, ids in enumerate(row or []):
             if ids:
                 at = width - len(row) + t
-                out[b, at] = float("-inf")
-                out[b, at, list(ids)] = 0.0
+                held.append((b, at))
+                keep[0] += [b] * len(ids)
+                keep[1] += [at] * len(ids)
+                keep[2] += ids
+    out = torch.zeros((len(allowed), width, vocab))
+    if held:
+        rows_at, columns = zip(*held)
+        out[list(rows_at), list(columns)] = float("-inf")
+        out[keep[0], keep[1], keep[2]] = 0.0
     return out
