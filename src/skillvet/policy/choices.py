@@ -48,14 +48,8 @@ class ChoiceRows:
         for i, allowed in zip(rows, masks):
             if self.drawn_among[i] is not None:
                 self.drawn_among[i].append(sorted(allowed or ()))
-        if not any(masks):
-            return None
-        out = torch.zeros((len(rows), vocab))
-        for b, allowed in enumerate(masks):
-            if allowed:
-                out[b] = float("-inf")
-                out[b, sorted(allowed)] = 0.0
-        return out.to(device)
+        bias = response_bias([[sorted(m)] if m else None for m in masks], 1, vocab)
+        return None if bias is None else bias[:, 0].to(device)
 
     def advance(self, rows: Sequence[int], tokens: Sequence[int]) -> None:
         """The live `rows` sampled `tokens`: keep the choices that continue with them."""
