@@ -132,6 +132,28 @@ def cpu_name() -> str:
     return platform.machine()
 
 
+def machine_line(model: str) -> str:
+    """The line under a learner bench's table: CPU, threads, torch, the warm start used."""
+    import torch
+
+    return (
+        f"Machine: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+        f"warm start `{model}`."
+    )
+
+
+def write_section(name: str, table: str) -> None:
+    """Put `table` between README.md's `<!-- name:start -->` and `<!-- name:end -->` lines."""
+    README.write_text(
+        re.sub(
+            rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)",
+            lambda m: m.group(1) + table + "\n" + m.group(2),
+            README.read_text(),
+            flags=re.S,
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="write the table into bench/README.md")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 import statistics
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from advantages import cpu_name  # bench/advantages.py, beside this script
+from advantages import machine_line, write_section  # bench/advantages.py, beside this script
 from skillvet.config import load_config
 from skillvet.envs import make_source
 from skillvet.evaluate import episode_seeds
@@ -115,20 +114,11 @@ def main() -> None:
         )
         print(lines[-1], flush=True)
     lines.append("")
-    lines.append(
-        f"Machine: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
-        f"warm start `{args.model}`."
-    )
+    lines.append(machine_line(args.model))
     table = "\n".join(lines)
     print(table)
     if args.write:
-        new = re.sub(
-            r"(<!-- held:start -->\n).*?(<!-- held:end -->)",
-            lambda m: m.group(1) + table + "\n" + m.group(2),
-            README.read_text(),
-            flags=re.S,
-        )
-        README.write_text(new)
+        write_section("held", table)
 
 
 if __name__ == "__main__":

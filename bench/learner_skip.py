@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 import statistics
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from advantages import cpu_name  # bench/advantages.py, beside this script
+from advantages import machine_line, write_section  # bench/advantages.py, beside this script
 from skillvet import learner
 from skillvet.config import load_config
 from skillvet.envs import make_source
@@ -117,21 +116,11 @@ def main() -> None:
         )
         print(lines[-1], flush=True)
     lines.append("")
-    lines.append(
-        f"Machine: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
-        f"warm start `{args.model}`."
-    )
+    lines.append(machine_line(args.model))
     table = "\n".join(lines)
     print(table)
     if args.write:
-        text = README.read_text()
-        new = re.sub(
-            r"(<!-- learner_skip:start -->\n).*?(<!-- learner_skip:end -->)",
-            lambda m: m.group(1) + table + "\n" + m.group(2),
-            text,
-            flags=re.S,
-        )
-        README.write_text(new)
+        write_section("learner_skip", table)
 
 
 if __name__ == "__main__":
