@@ -13,6 +13,7 @@ from skillvet.envs.household import (
     generate,
     state_key,
 )
+from skillvet.envs.protocol import NOTHING_HAPPENS
 from skillvet.types import SUCCESS_REWARD, TASK_TYPES
 
 
@@ -209,6 +210,58 @@ def test_a_second_heater_gives_heating_two_correct_procedures(expert):
         # ALFWorld's rule by default: heating only at the microwave
         assert all(" with microwave" in a for a in one.expert(task) if a.startswith("heat "))
     assert used == {"microwave", "stoveburner"}  # the seed picks the appliance, both occur
+
+
+def _heat_at(source: HouseholdSource, task, heater: str) -> str:
+    """Play the task's expert up to its heating step, then heat at `heater`: the observation."""
+    env = source.make(task)
+    env.reset()
+    plan = source.expert(task)
+    heat = next(i for i, a in enumerate(plan) if a.startswith("heat "))
+    for action in plan[:heat]:
+        env.step(action)
+    station = next(r for r in env.world.receptacles if env.world.rtype[r] == heater)
+    if env.world.at != station:
+        assert env.step(f"go to {station}").action_valid
+    obj = env.world.holding
+    result = env.step(f"heat {obj} with {station}")
+    assert result.action_valid  # admissible wherever it heats or not
+    assert ("hot" in env.world.props.get(obj, set())) is (result.observation != NOTHING_HAPPENS)
+    return result.observation
+
+
+@pytest.mark.parametrize("expert", ["oracle", "search"])
+def test_with_one_working_heater_the_expert_heats_there_and_the_other_does_nothing(expert):
+    heat = "pick_heat_then_place"
+    both = ["microwave", "stoveburner"]
+    drawn = HouseholdSource(
+        HouseholdConfig(expert=expert, heat_appliances=both, working_heater="drawn"), max_steps=40
+    )
+    stove = HouseholdSource(
+        HouseholdConfig(expert=expert, heat_appliances=both, working_heater="stoveburner"),
+        max_steps=40,
+    )
+    anyone = HouseholdSource(HouseholdConfig(expert=expert, heat_appliances=both), max_steps=40)
+    working = set()
+    for task in [t for t in drawn.tasks("train") if t.task_type == heat][:30]:
+        plan = drawn.expert(task)
+        assert plan == anyone.expert(task)  # the drawn heater is the one its expert used before
+        results = play(drawn.make(task), plan)
+        assert results[-1].won and all(r.action_valid for r in results[1:])
+        used = next(a for a in plan if a.startswith("heat ")).split(" with ")[1].rsplit(" ", 1)[0]
+        other = next(h for h in both if h != used)
+        working.add(used)
+        assert _heat_at(drawn, task, used) != NOTHING_HAPPENS
+        assert _heat_at(drawn, task, other) == NOTHING_HAPPENS
+        assert _heat_at(anyone, task, other) != NOTHING_HAPPENS
+        assert " with stoveburner" in next(a for a in stove.expert(task) if a.startswith("heat "))
+        assert play(stove.make(task), stove.expert(task))[-1].won
+        assert _heat_at(stove, task, "microwave") == NOTHING_HAPPENS
+    assert working == set(both)  # which one works differs from task to task
+    with pytest.raises(ConfigError, match="working_heater"):
+        HouseholdConfig(working_heater="stoveburner")  # not among heat_appliances
+    with pytest.raises(ConfigError, match="working_heater"):
+        HouseholdConfig(working_heater="drawn")  # nothing to draw from
 
 
 def test_heating_at_the_stove_is_admissible_only_when_configured():

@@ -454,6 +454,30 @@ def test_other_skills_bounds_the_procedures_beside_the_tasks_own():
     assert block_sizes(2) == {1, 2, 3}
 
 
+def test_where_one_heater_works_per_task_the_shown_procedure_names_the_experts():
+    from skillvet.config import HouseholdConfig
+    from skillvet.envs.household import HouseholdSource
+    from skillvet.sft import skill_demos, treated_at
+
+    cfg = HouseholdConfig(
+        expert="oracle", heat_appliances=["microwave", "stoveburner"], working_heater="drawn"
+    )
+    source = HouseholdSource(cfg, max_steps=20)
+    tasks = [t for t in source.tasks("train") if t.task_type == "pick_heat_then_place"][:40]
+    demos = skill_demos(source, tasks, 1.0, 0, 4, 2, seed=0, other_skills=0)
+    named = set()
+    for demo in demos:
+        if demo.answer.startswith("<action>heat "):
+            heater = treated_at([demo.answer.removeprefix("<action>").removesuffix("</action>")])
+            block = demo.prompt.split("Skills that may help")[1].split("\n\n")[0]
+            assert f"heat X with {heater}" in block
+            assert block.count("heat X with ") == 1  # the other heater is never named
+            named.add(heater)
+    assert named == {"microwave", "stoveburner"}
+    assert treated_at(["go to fridge 1", "cool apple 2 with fridge 1"]) == "fridge"
+    assert treated_at(["look"]) == ""
+
+
 def test_a_misspelt_demonstration_type_is_an_error_not_a_silent_omission():
     from skillvet.config import SftConfig
     from skillvet.sft import check_task_types

@@ -155,27 +155,37 @@ def skill_demos(
     """Demonstrations that teach reading and writing skills.
 
     Reading: a `share` of `tasks` is replayed with a skills block holding the rule inducer's
-    procedure for the task's type (induced from the expert episodes of `cluster_size` other
-    tasks of that type) among up to `other_skills` procedures of other types, in random order.
-    Writing: `writing` induction prompts, each holding `cluster_size` expert episodes of one
-    type, answered with the rule inducer's skill in the three-line form.
+    procedure for the task (induced from the expert episodes of `cluster_size` other tasks of
+    its type that treat their object at the same appliance: where the world lets only one heater
+    work, the procedure names the one the expert uses) among up to `other_skills` procedures of
+    other types, in random order. Writing: `writing` induction prompts, each holding
+    `cluster_size` expert episodes of one type, answered with the rule inducer's skill in the
+    three-line form.
     """
     rng = np.random.default_rng([seed, 5])
     by_type: dict[str, list[Attempt]] = {}
+    by_key: dict[tuple[str, str], list[Attempt]] = {}
+    key_of: dict[Task, tuple[str, str]] = {}
     for task, attempt in zip(tasks, expert_attempts(source, tasks)):
         by_type.setdefault(task.task_type, []).append(attempt)
+        key_of[task] = (task.task_type, treated_at(attempt.actions))
+        by_key.setdefault(key_of[task], []).append(attempt)
     procedures = {
-        t: rule_skill([a for a in group if a.won][:cluster_size] or group[:1], t).text()
-        for t, group in by_type.items()
+        key: rule_skill([a for a in group if a.won][:cluster_size] or group[:1], key[0]).text()
+        for key, group in by_key.items()
     }
-    types = sorted(procedures)
+    types = sorted(by_type)
+    commonest = {
+        t: max((k for k in by_key if k[0] == t), key=lambda k: len(by_key[k])) for t in types
+    }
 
     def block_of(task: Task, goal: str) -> list[str]:
-        """The task's own procedure and 0 to `other_skills` of other types, shuffled."""
+        """The task's own procedure and 0 to `other_skills` of other types (each its commonest),
+        shuffled."""
         others = [t for t in types if t != task.task_type]
         order = rng.permutation(others) if others else []
         count = int(rng.integers(0, other_skills + 1)) if others else 0
-        block = [procedures[task.task_type], *(procedures[t] for t in order[:count])]
+        block = [procedures[key_of[task]], *(procedures[commonest[t]] for t in order[:count])]
         return [block[i] for i in rng.permutation(len(block))]
 
     shown = [t for t in tasks if rng.random() < share]
@@ -189,6 +199,16 @@ def skill_demos(
         ]
         demos.append(Demo(induction_prompt(chosen), rule_skill(chosen, t).lines(), t))
     return demos
+
+
+def treated_at(actions: Sequence[str]) -> str:
+    """The receptacle type of the first heat, cool or clean action ("heat mug 1 with microwave
+    1" -> "microwave"), "" where there is none."""
+    for action in actions:
+        verb, _, rest = action.partition(" ")
+        if verb in ("heat", "cool", "clean") and " with " in rest:
+            return rest.split(" with ", 1)[1].rsplit(" ", 1)[0]
+    return ""
 
 
 def lr_at(step: int, total: int, peak: float) -> float:

@@ -9,7 +9,9 @@ disjoint seed ranges and may hold out whole task types.
 Simplifications against ALFWorld: heat, cool and clean work on any held object at the right
 appliance (as ALFWorld lets you type them), objects cannot be sliced, and there is one room.
 One extension: `heat_appliances` may name more receptacle types than the microwave (say the
-stove burner), so that heating has more than one correct procedure.
+stove burner), so that heating has more than one correct procedure, and `working_heater` may
+let only one of them work (per task, or in every task), so that which one does is something to
+know.
 
 The modules, in the order they build on each other:
 

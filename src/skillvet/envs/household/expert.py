@@ -2,26 +2,26 @@
 
 "oracle" reads the hidden state and goes straight to each object. "search" reads only what the
 agent could see: it visits receptacles in alphabetical order (the order of the admissible "go to"
-actions), opening closed ones, and takes the first object of the wanted type it sees. Where more
-than one appliance type heats, each task's plan heats at one drawn from the task's seed.
+actions), opening closed ones, and takes the first object of the wanted type it sees. Each plan
+heats where heating works; where more than one appliance type does, at one drawn from the task's
+seed.
 """
 
 from __future__ import annotations
 
-import random
 from typing import get_args
 
 from skillvet.envs.household.catalogue import APPLIANCE, appliance_types
 from skillvet.envs.household.rules import admissible_actions, apply_action
 from skillvet.envs.household.settings import HouseholdExpert
-from skillvet.envs.household.world import Goal, World
+from skillvet.envs.household.world import Goal, World, drawn_heater
 
 
 def expert_plan(
     world: World, goal: Goal, mode: HouseholdExpert = "oracle", seed: int = 0
 ) -> list[str]:
     """The actions of expert `mode` for `goal` from `world` (left unchanged); `seed` picks the
-    heater where more than one heats."""
+    heater where heating works at more than one."""
     if mode not in get_args(HouseholdExpert):
         raise ValueError(
             f"unknown household expert {mode!r}: use one of {', '.join(get_args(HouseholdExpert))}"
@@ -97,13 +97,10 @@ class _Plan:
 def _station(w: World, goal: Goal, seed: int) -> str | None:
     """The receptacle at which the task's object is heated, cooled or cleaned (None: not
     needed)."""
-    kinds = appliance_types(goal.task_type, w.heaters)
+    kinds = appliance_types(goal.task_type, w.working)
     if not kinds:
         return None
-    if len(kinds) == 1:
-        appliance = kinds[0]
-    else:
-        appliance = random.Random(f"household:heater:{seed}").choice(kinds)
+    appliance = kinds[0] if len(kinds) == 1 else drawn_heater(kinds, seed)
     return next(r for r in w.receptacles if w.rtype[r] == appliance)
 
 

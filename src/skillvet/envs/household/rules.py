@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from skillvet.envs.household.catalogue import APPLIANCE
 from skillvet.envs.household.world import Goal, World
+from skillvet.envs.protocol import NOTHING_HAPPENS
 
 
 def _listing(names: list[str]) -> str:
@@ -103,6 +104,8 @@ def apply_action(w: World, action: str) -> str:
         return "You turn on the desklamp 1."
     if verb in ("heat", "cool", "clean"):
         obj, _, r = rest.partition(" with ")
+        if verb == "heat" and w.rtype[r] not in w.working:
+            return NOTHING_HAPPENS
         w.props.setdefault(obj, set()).add({"heat": "hot", "cool": "cool", "clean": "clean"}[verb])
         return f"You {verb} the {obj} using the {r}."
     if verb in _VERBS:

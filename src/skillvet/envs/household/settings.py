@@ -9,6 +9,7 @@ from skillvet.configerror import require
 from skillvet.types import TASK_TYPES
 
 HouseholdExpert = Literal["oracle", "search"]
+WorkingHeater = Literal["any", "drawn", "microwave", "stoveburner"]
 
 
 @dataclass
@@ -32,6 +33,12 @@ class HouseholdConfig:
     """Kitchen receptacle types at which an object can be heated (ALFWorld: the microwave only).
     With more than one, such as [microwave, stoveburner], heating has more than one correct
     procedure, and the expert of each heat task uses one drawn from its seed."""
+    working_heater: WorkingHeater = "any"
+    """Which of `heat_appliances` heats: "any" (each of them), "drawn" (in each task's world only
+    the one drawn from the task's seed, the one its expert uses: which appliance works differs
+    from task to task), or "microwave" / "stoveburner" (only that one, in every task: knowledge
+    the tasks share). Heating where it does not work is admissible and answers "Nothing
+    happens."; the object stays as it was."""
     expert: HouseholdExpert = "search"
     """Expert for checks and warm starts: "oracle" reads hidden state and goes straight to the
     object; "search" sees only what an agent sees and searches receptacles in alphabetical
@@ -52,6 +59,16 @@ class HouseholdConfig:
             and len(set(self.heat_appliances)) == len(self.heat_appliances),
             "env.household.heat_appliances",
             "must name microwave, stoveburner or both, once each",
+        )
+        require(
+            self.working_heater in ("any", "drawn") or self.working_heater in self.heat_appliances,
+            "env.household.working_heater",
+            f"{self.working_heater} must be one of heat_appliances {self.heat_appliances}",
+        )
+        require(
+            self.working_heater != "drawn" or len(self.heat_appliances) > 1,
+            "env.household.working_heater",
+            "drawn needs two heat_appliances to draw from",
         )
         for key in ("train_types", "eval_types"):
             types = getattr(self, key)

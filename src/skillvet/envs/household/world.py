@@ -30,7 +30,9 @@ class World:
     otype: dict[str, str]
     lamp_at: str | None
     heaters: tuple[str, ...] = ("microwave",)
-    """Receptacle types at which a held object can be heated."""
+    """Receptacle types at which heating a held object is admissible."""
+    working: tuple[str, ...] = ("microwave",)
+    """Those of `heaters` at which heating works (HouseholdConfig.working_heater)."""
     at: str | None = None
     holding: str | None = None
     props: dict[str, set[str]] = field(default_factory=dict)
@@ -47,6 +49,7 @@ class World:
             otype=self.otype,
             lamp_at=self.lamp_at,
             heaters=self.heaters,
+            working=self.working,
             at=self.at,
             holding=self.holding,
             props={o: set(p) for o, p in self.props.items()},
@@ -73,8 +76,24 @@ def generate(task_type: str, seed: int, cfg: HouseholdConfig) -> tuple[World, Go
     for _ in range(100):
         made = _try_generate(task_type, rng, cfg)
         if made is not None:
+            made[0].working = working_heaters(cfg, seed)
             return made
     raise RuntimeError(f"could not generate a {task_type} world for seed {seed}")
+
+
+def drawn_heater(kinds: tuple[str, ...], seed: int) -> str:
+    """The heater type drawn for task `seed` among `kinds`: where its expert heats when more
+    than one works, and the only one that works with `working_heater: drawn`."""
+    return random.Random(f"household:heater:{seed}").choice(kinds)
+
+
+def working_heaters(cfg: HouseholdConfig, seed: int) -> tuple[str, ...]:
+    """The heater types at which heating works in task `seed`'s world."""
+    if cfg.working_heater == "any":
+        return tuple(cfg.heat_appliances)
+    if cfg.working_heater == "drawn":
+        return (drawn_heater(tuple(cfg.heat_appliances), seed),)
+    return (cfg.working_heater,)
 
 
 def _try_generate(
