@@ -18,6 +18,7 @@ import platform
 import re
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,35 @@ def write_section(name: str, table: str) -> None:
             flags=re.S,
         )
     )
+
+
+def warm_start_bench(
+    doc: str,
+    section: str,
+    header: list[str],
+    measure: Callable[[str, int, int], dict],
+    row: Callable[[int, dict], str],
+    seeds: list[int],
+    repeats: int,
+) -> None:
+    """A learner bench's command line: `measure(model, seed, repeats)` per samples seed, each
+    result a table row by `row(seed, result)` under `header`, then the machine line; printed,
+    and with --write put into README.md's `section`."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="a warm start's folder (RUN/model-sft)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=seeds)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--write", action="store_true", help="write the table into bench/README.md")
+    args = parser.parse_args()
+    lines = list(header)
+    for seed in args.seeds:
+        lines.append(row(seed, measure(args.model, seed, args.repeats)))
+        print(lines[-1], flush=True)
+    lines += ["", machine_line(args.model)]
+    table = "\n".join(lines)
+    print(table)
+    if args.write:
+        write_section(section, table)
 
 
 def main() -> None:

@@ -15,7 +15,6 @@ count, machine otherwise idle.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import statistics
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from advantages import machine_line, write_section  # bench/advantages.py, beside this script
+from advantages import warm_start_bench  # bench/advantages.py, beside this script
 from skillvet.config import load_config
 from skillvet.envs import make_source
 from skillvet.evaluate import episode_seeds
@@ -34,7 +33,6 @@ from skillvet.rollout import rollout
 from skillvet.sampling import uniform_tasks
 
 HERE = Path(__file__).parent
-README = HERE / "README.md"
 RECIPE = HERE.parent / "recipes" / "household-tiny.yaml"
 
 
@@ -92,33 +90,29 @@ def measure(folder: str, seed: int, repeats: int) -> dict:
     }
 
 
+def _row(seed: int, r: dict) -> str:
+    return (
+        f"| {seed} | {r['free_steps']:,}, {r['free_invalid']:.1%}, {r['free_won']} "
+        f"| {r['held_steps']:,}, {r['held_won']} | {r['free_s']:.2f} | {r['held_s']:.2f} "
+        f"| {r['restricted_s']:.2f} | {r['whole_s']:.2f} |"
+    )
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="a warm start's folder (RUN/model-sft)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--write", action="store_true", help="write the table into bench/README.md")
-    args = parser.parse_args()
-    lines = [
-        "| samples seed | free: steps, invalid, won | held: steps, won | rollout free (s) "
-        "| rollout held (s) | update, held rows scored as drawn (s) "
-        "| update, the same rows over the whole vocabulary (s) |",
-        "| ---: | --- | --- | ---: | ---: | ---: | ---: |",
-    ]
-    for seed in args.seeds:
-        r = measure(args.model, seed, args.repeats)
-        lines.append(
-            f"| {seed} | {r['free_steps']:,}, {r['free_invalid']:.1%}, {r['free_won']} "
-            f"| {r['held_steps']:,}, {r['held_won']} | {r['free_s']:.2f} | {r['held_s']:.2f} "
-            f"| {r['restricted_s']:.2f} | {r['whole_s']:.2f} |"
-        )
-        print(lines[-1], flush=True)
-    lines.append("")
-    lines.append(machine_line(args.model))
-    table = "\n".join(lines)
-    print(table)
-    if args.write:
-        write_section("held", table)
+    warm_start_bench(
+        __doc__,
+        "held",
+        [
+            "| samples seed | free: steps, invalid, won | held: steps, won | rollout free (s) "
+            "| rollout held (s) | update, held rows scored as drawn (s) "
+            "| update, the same rows over the whole vocabulary (s) |",
+            "| ---: | --- | --- | ---: | ---: | ---: | ---: |",
+        ],
+        measure,
+        _row,
+        seeds=[1, 2],
+        repeats=2,
+    )
 
 
 if __name__ == "__main__":

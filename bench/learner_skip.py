@@ -19,7 +19,6 @@ played once per `--seed`.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import statistics
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from advantages import machine_line, write_section  # bench/advantages.py, beside this script
+from advantages import warm_start_bench  # bench/advantages.py, beside this script
 from skillvet import learner
 from skillvet.config import load_config
 from skillvet.envs import make_source
@@ -39,7 +38,6 @@ from skillvet.rollout import rollout
 from skillvet.sampling import uniform_tasks
 
 HERE = Path(__file__).parent
-README = HERE / "README.md"
 RECIPE = HERE.parent / "recipes" / "household-tiny.yaml"
 
 
@@ -95,32 +93,29 @@ def measure(folder: str, seed: int, repeats: int) -> dict:
     }
 
 
+def _row(seed: int, r: dict) -> str:
+    return (
+        f"| {seed} | {r['rows']:,} | {r['won']} | {r['zero']:.1%} | {r['kl']:.2f} "
+        f"| {r['all']:.2f} | {r['skip']:.2f} | {r['kl'] / r['skip']:.2f}x | {r['diff']:.1e} |"
+    )
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="a warm start's folder (RUN/model-sft)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--write", action="store_true", help="write the table into bench/README.md")
-    args = parser.parse_args()
-    lines = [
-        "| samples seed | rows | episodes won (of 64) | rows with advantage 0 "
-        "| KL 0.01, all rows (s) | no KL, all rows (s) | no KL, rows with advantage 0 skipped (s) "
-        "| speed-up over KL 0.01 | largest weight difference, skipped against all |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for seed in args.seeds:
-        r = measure(args.model, seed, args.repeats)
-        lines.append(
-            f"| {seed} | {r['rows']:,} | {r['won']} | {r['zero']:.1%} | {r['kl']:.2f} "
-            f"| {r['all']:.2f} | {r['skip']:.2f} | {r['kl'] / r['skip']:.2f}x | {r['diff']:.1e} |"
-        )
-        print(lines[-1], flush=True)
-    lines.append("")
-    lines.append(machine_line(args.model))
-    table = "\n".join(lines)
-    print(table)
-    if args.write:
-        write_section("learner_skip", table)
+    warm_start_bench(
+        __doc__,
+        "learner_skip",
+        [
+            "| samples seed | rows | episodes won (of 64) | rows with advantage 0 "
+            "| KL 0.01, all rows (s) | no KL, all rows (s) "
+            "| no KL, rows with advantage 0 skipped (s) "
+            "| speed-up over KL 0.01 | largest weight difference, skipped against all |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ],
+        measure,
+        _row,
+        seeds=[1, 2, 3],
+        repeats=3,
+    )
 
 
 if __name__ == "__main__":
