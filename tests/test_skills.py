@@ -478,6 +478,48 @@ def test_where_one_heater_works_per_task_the_shown_procedure_names_the_experts()
     assert treated_at(["look"]) == ""
 
 
+def test_in_skill_worlds_each_heat_task_is_shown_once_per_heater_and_its_block_names_it():
+    from skillvet.config import ConfigError, load_config
+    from skillvet.envs import make_source
+    from skillvet.sft import treated_at, warm_start_demos
+
+    sets = [
+        "env.name=household",
+        "env.household.heat_appliances=[microwave,stoveburner]",
+        "env.household.working_heater=drawn",
+        "sft.tasks=60",
+        "sft.types=[pick_heat_then_place,pick_cool_then_place]",
+        "sft.skills_share=1.0",
+        "sft.other_skills=0",
+        "sft.writing_demos=5",
+        "sft.recovery=0",
+    ]
+    cfg = load_config(None, sets)
+    source = make_source(cfg.env)
+    one = warm_start_demos(cfg, source, source.tasks("train")).demos
+    cfg = load_config(None, [*sets, "sft.skill_worlds=[microwave,stoveburner]"])
+    both = warm_start_demos(cfg, source, source.tasks("train")).demos
+
+    def shown(demos, kind):
+        return [d for d in demos if "Skills that may help" in d.prompt and kind in d.task_type]
+
+    heated = {}
+    for demo in shown(both, "pick_heat_then_place"):
+        if demo.answer.startswith("<action>heat "):
+            heater = treated_at([demo.answer.removeprefix("<action>").removesuffix("</action>")])
+            assert f"heat X with {heater}" in demo.prompt.split("Skills that may help")[1]
+            heated[heater] = heated.get(heater, 0) + 1
+    # one heat action per heat task in its plain (block-less) demonstration
+    heat_tasks = sum(d.answer.startswith("<action>heat ") for d in one if d not in shown(one, ""))
+    assert heated == {"microwave": heat_tasks, "stoveburner": heat_tasks}
+    # the cool tasks act alike in both worlds: shown once, as without skill worlds
+    assert len(shown(both, "pick_cool_then_place")) == len(shown(one, "pick_cool_then_place")) > 0
+    writing = [d for d in both if not d.answer.startswith("<action>")]
+    assert len(writing) == 5
+    with pytest.raises(ConfigError, match=r"sft\.skill_worlds: fridge"):
+        load_config(None, [*sets, "sft.skill_worlds=[fridge]"])
+
+
 def test_a_misspelt_demonstration_type_is_an_error_not_a_silent_omission():
     from skillvet.config import SftConfig
     from skillvet.sft import check_task_types

@@ -292,6 +292,9 @@ class SftConfig:
     writing_demos: int = 0
     """Demonstrations of skill writing: an induction prompt (K expert episodes of one type) answered
     with the rule inducer's skill, so the policy starts out able to write skills."""
+    skill_worlds: list[str] = field(default_factory=list)
+    """Household heaters to show skills in, one world each where only it works; a task is shown
+    again where the expert acts otherwise, its block naming that heater (empty: run's world)."""
 
     def __post_init__(self) -> None:
         _require(self.steps >= 0, "sft.steps", "must be >= 0")
@@ -424,6 +427,12 @@ class Config:
             "train.fsdp",
             "shards full fine-tuning (no model.lora), engine hf",
         )
+        for heater in self.sft.skill_worlds:
+            _require(
+                self.env.name == "household" and heater in self.env.household.heat_appliances,
+                "sft.skill_worlds",
+                f"{heater} is not one of env.household.heat_appliances (household only)",
+            )
         if self.skills.enabled:
             _require(
                 self.train.tasks_per_iteration % self.skills.cluster_size == 0,

@@ -18,6 +18,7 @@ import torch
 
 from skillvet.config import Config, SftConfig
 from skillvet.configerror import ConfigError
+from skillvet.envs import make_source
 from skillvet.envs.check import play_expert
 from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
@@ -151,6 +152,7 @@ def skill_demos(
     history_length: int,
     seed: int,
     other_skills: int = 2,
+    unlike: TaskSource | None = None,
 ) -> list[Demo]:
     """Demonstrations that teach reading and writing skills.
 
@@ -160,7 +162,8 @@ def skill_demos(
     work, the procedure names the one the expert uses) among up to `other_skills` procedures of
     other types, in random order. Writing: `writing` induction prompts, each holding
     `cluster_size` expert episodes of one type, answered with the rule inducer's skill in the
-    three-line form.
+    three-line form. With `unlike`, only the shown tasks whose expert acts otherwise there are
+    replayed (the same draw of tasks in each world).
     """
     rng = np.random.default_rng([seed, 5])
     by_type: dict[str, list[Attempt]] = {}
@@ -189,6 +192,8 @@ def skill_demos(
         return [block[i] for i in rng.permutation(len(block))]
 
     shown = [t for t in tasks if rng.random() < share]
+    if unlike is not None:
+        shown = [t for t in shown if source.expert(t) != unlike.expert(t)]
     demos = expert_demos(source, shown, history_length, skills=block_of)
     for _ in range(writing):
         t = types[int(rng.integers(len(types)))]
@@ -406,6 +411,12 @@ def _played(policy: Policy, play: Callable[[Policy], tuple[int, int]]) -> tuple[
         policy.model.train(was_training)
 
 
+def heater_world(cfg: Config, heater: str) -> TaskSource:
+    """The run's household world with only `heater` working (`sft.skill_worlds`)."""
+    household = replace(cfg.env.household, working_heater=heater)
+    return make_source(replace(cfg.env, household=household))
+
+
 @dataclass(frozen=True)
 class WarmStartDemos:
     demos: list[Demo]
@@ -461,16 +472,18 @@ def warm_start_demos(
         max_steps=cfg.env.max_steps,
         on_task=on_task,
     )
-    if sft.skills_share > 0 or sft.writing_demos > 0:
+    worlds = [heater_world(cfg, h) for h in sft.skill_worlds] or [source]
+    for k, world in enumerate(worlds if sft.skills_share > 0 or sft.writing_demos > 0 else []):
         demos += skill_demos(
-            source,
+            world,
             tasks,
             sft.skills_share,
-            sft.writing_demos,
+            sft.writing_demos // len(worlds) + (k < sft.writing_demos % len(worlds)),
             cfg.skills.cluster_size,
             history,
             cfg.run.seed,
             other_skills=sft.other_skills,
+            unlike=worlds[0] if k else None,
         )
     val = expert_demos(source, held_out, history, on_task=on_task)
     return WarmStartDemos(demos, val, len(tasks), played)
