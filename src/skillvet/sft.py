@@ -458,8 +458,9 @@ def warm_start_demos(
 ) -> WarmStartDemos:
     """Every demonstration of a run's warm start, as `cfg.sft` asks: the expert's steps on the
     first `sft.tasks` train tasks (of `sft.types`, if given) with their recovery steps, the skill
-    reading and writing demonstrations (in each of `sft.skill_worlds`, if given), the next `sft.val_tasks` tasks' steps held out, and the
-    next `sft.val_play` tasks (from the same held-out stretch) to be played at validations."""
+    reading and writing demonstrations (in each of `sft.skill_worlds`, if given), the next
+    `sft.val_tasks` tasks' steps held out, and the next `sft.val_play` tasks (from the same
+    held-out stretch) to be played at validations."""
     sft = cfg.sft
     tasks, held_out, played = warm_start_tasks(cfg, train_tasks)
     history = cfg.sampling.history_length
