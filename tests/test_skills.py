@@ -521,6 +521,36 @@ def test_in_skill_worlds_each_heat_task_is_shown_once_per_heater_and_its_block_n
         load_config(None, [*sets, "sft.skill_worlds=[fridge]"])
 
 
+def test_a_foreign_block_holds_only_other_types_procedures_and_the_expert_acts_as_without_one():
+    from skillvet.config import load_config
+    from skillvet.envs import make_source
+    from skillvet.sft import warm_start_demos
+
+    sets = [
+        "env.name=household",
+        "sft.tasks=40",
+        "sft.types=[pick_heat_then_place,pick_cool_then_place]",
+        "sft.skills_share=1.0",
+        "sft.other_skills=1",
+        "sft.recovery=0",
+    ]
+    source = make_source(load_config(None, sets).env)
+    counts = {}
+    for share in (0.0, 0.5, 1.0):
+        cfg = load_config(None, [*sets, f"sft.foreign_share={share}"])
+        demos = warm_start_demos(cfg, source, source.tasks("train")).demos
+        plain = [d.answer for d in demos if "Skills that may help" not in d.prompt]
+        shown = [d for d in demos if "Skills that may help" in d.prompt]
+        assert [d.answer for d in shown] == plain  # the same expert steps, block or not
+        own = {"pick_heat_then_place": "heat X with", "pick_cool_then_place": "cool X with"}
+        without_own = [d for d in shown if own[d.task_type] not in d.prompt]
+        for d in without_own:  # a foreign block: the other type's procedure alone
+            other = next(v for k, v in own.items() if k != d.task_type)
+            assert other in d.prompt.split("Skills that may help")[1]
+        counts[share] = len(without_own) / len(shown)
+    assert counts[0.0] == 0.0 and 0.2 < counts[0.5] < 0.8 and counts[1.0] == 1.0
+
+
 def test_a_misspelt_demonstration_type_is_an_error_not_a_silent_omission():
     from skillvet.config import SftConfig
     from skillvet.sft import check_task_types

@@ -39,9 +39,7 @@ __all__ = [
     "save_config", "to_dict", "to_yaml",
 ]
 
-# --------------------------------------------------------------------------------------------
-# The configuration
-# --------------------------------------------------------------------------------------------
+# The configuration --------------------------------------------------------------------------------
 
 
 @dataclass
@@ -292,6 +290,9 @@ class SftConfig:
     writing_demos: int = 0
     """Demonstrations of skill writing: an induction prompt (K expert episodes of one type) answered
     with the rule inducer's skill, so the policy starts out able to write skills."""
+    foreign_share: float = 0.0
+    """Share of skill demonstrations whose block holds only procedures of other types (1 to
+    other_skills), answered as without one: a block not about the task changes nothing."""
     skill_worlds: list[str] = field(default_factory=list)
     """Household heaters to show skills in, one world each where only it works; a task is shown
     again where the expert acts otherwise, its block naming that heater (empty: run's world)."""
@@ -301,6 +302,7 @@ class SftConfig:
         _require(0.0 <= self.skills_share <= 1.0, "sft.skills_share", "must be in [0, 1]")
         _require(self.writing_demos >= 0, "sft.writing_demos", "must be >= 0")
         _require(self.other_skills >= 0, "sft.other_skills", "must be >= 0")
+        _require(0.0 <= self.foreign_share <= 1.0, "sft.foreign_share", "must be in [0, 1]")
         _require(self.tasks >= 1, "sft.tasks", "must be >= 1")
         _require(self.batch_size >= 1, "sft.batch_size", "must be >= 1")
         _require(self.lr > 0, "sft.lr", "must be > 0")
@@ -451,9 +453,7 @@ class Config:
             )
 
 
-# --------------------------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------------------------
+# Loading ------------------------------------------------------------------------------------------
 
 
 def load_config(

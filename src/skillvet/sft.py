@@ -153,6 +153,7 @@ def skill_demos(
     seed: int,
     other_skills: int = 2,
     unlike: TaskSource | None = None,
+    foreign: float = 0.0,
 ) -> list[Demo]:
     """Demonstrations that teach reading and writing skills.
 
@@ -163,7 +164,8 @@ def skill_demos(
     other types, in random order. Writing: `writing` induction prompts, each holding
     `cluster_size` expert episodes of one type, answered with the rule inducer's skill in the
     three-line form. With `unlike`, only the shown tasks whose expert acts otherwise there are
-    replayed (the same draw of tasks in each world).
+    replayed (the same draw of tasks in each world). A `foreign` share of the shown tasks get a
+    block of other types' procedures only, and the expert's actions as always.
     """
     rng = np.random.default_rng([seed, 5])
     by_type: dict[str, list[Attempt]] = {}
@@ -184,11 +186,13 @@ def skill_demos(
 
     def block_of(task: Task, goal: str) -> list[str]:
         """The task's own procedure and 0 to `other_skills` of other types (each its commonest),
-        shuffled."""
+        shuffled; for a `foreign` share, 1 to `other_skills` of other types alone."""
         others = [t for t in types if t != task.task_type]
         order = rng.permutation(others) if others else []
-        count = int(rng.integers(0, other_skills + 1)) if others else 0
-        block = [procedures[key_of[task]], *(procedures[commonest[t]] for t in order[:count])]
+        others_only = foreign > 0 and bool(others) and rng.random() < foreign
+        count = int(rng.integers(others_only, max(other_skills, others_only) + 1)) if others else 0
+        own = [] if others_only else [procedures[key_of[task]]]
+        block = [*own, *(procedures[commonest[t]] for t in order[:count])]
         return [block[i] for i in rng.permutation(len(block))]
 
     shown = [t for t in tasks if rng.random() < share]
@@ -485,6 +489,7 @@ def warm_start_demos(
             cfg.run.seed,
             other_skills=sft.other_skills,
             unlike=worlds[0] if k else None,
+            foreign=sft.foreign_share,
         )
     val = expert_demos(source, held_out, history, on_task=on_task)
     return WarmStartDemos(demos, val, len(tasks), played)
