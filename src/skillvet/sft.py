@@ -190,7 +190,8 @@ def skill_demos(
         others = [t for t in types if t != task.task_type]
         order = rng.permutation(others) if others else []
         others_only = foreign > 0 and bool(others) and rng.random() < foreign
-        count = int(rng.integers(others_only, max(other_skills, others_only) + 1)) if others else 0
+        fewest = 1 if others_only else 0
+        count = int(rng.integers(fewest, max(other_skills, fewest) + 1)) if others else 0
         own = [] if others_only else [procedures[key_of[task]]]
         block = [*own, *(procedures[commonest[t]] for t in order[:count])]
         return [block[i] for i in rng.permutation(len(block))]
@@ -477,8 +478,9 @@ def warm_start_demos(
         max_steps=cfg.env.max_steps,
         on_task=on_task,
     )
-    worlds = [heater_world(cfg, h) for h in sft.skill_worlds] or [source]
-    for k, world in enumerate(worlds if sft.skills_share > 0 or sft.writing_demos > 0 else []):
+    shows_skills = sft.skills_share > 0 or sft.writing_demos > 0
+    worlds = ([heater_world(cfg, h) for h in sft.skill_worlds] or [source]) if shows_skills else []
+    for k, world in enumerate(worlds):
         demos += skill_demos(
             world,
             tasks,
