@@ -322,6 +322,19 @@ def test_skills_commands_list_show_export_import_and_vet(tmp_path, capsys):
     assert all(" won " in line and "/2 " in line for line in shown if not line.startswith("  "))
     # one episode shown per skill
     assert sum(line.startswith(("  won | ", "  lost | ")) for line in shown) == 2
+    block_cost = ("examples/block_cost.py", str(out / "model-sft"), str(skill_file))
+    costs = subprocess.run(
+        [sys.executable, *block_cost, "--tasks", "2"],
+        cwd=Path(__file__).parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    steps = int(costs[0].split(" tasks, ")[1].split()[0])
+    assert costs[1].split()[-2:] == ["skill.txt", "placebo"]
+    *kinds, total = [line.split() for line in costs[2:]]
+    # every expert step counted under one kind, and all of them in the last row
+    assert sum(int(k[-8]) for k in kinds) == steps > 0 and total[:2] == ["all", str(steps)]
     skill_file.write_text("just some words")
     with pytest.raises(SystemExit, match="not a skill"):
         main(vet())
