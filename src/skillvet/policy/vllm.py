@@ -19,6 +19,9 @@ Choices:
   rules are the HF sampler's: `</action>` (kept in the answer), end of turn, the token limit.
   The answer's text is decoded from its token ids, as the HF sampler does.
 - Prefix caching is on: the rows of a task group share their prompt's head.
+- On a CPU chunked prefill is off: after a partial prefill vLLM rewinds the request's seeded
+  generator, which only a CUDA generator allows, so a batch of seeded prompts longer than one
+  step's token budget would stop with "CPU Generator does not use offset".
 - On a GPU the engine sleeps during the update (level 2: weights dropped, KV cache freed, for
   full fine-tuning, since new weights come anyway; level 1 keeps LoRA's base weights in host
   memory) and wakes in `load_weights`. vLLM has no sleep mode on a CPU.
@@ -97,6 +100,12 @@ class VllmSampler:
         self._lora_request = None
         self._asleep = 0  # the sleep level (0: awake)
         options = {}
+        if not on_gpu:
+            # vLLM takes back a seeded request's draw after a partial prefill by rewinding its
+            # generator, which a CPU generator cannot do: no chunked prefill on a CPU, so every
+            # prompt is prefilled whole (a step's budget then has to hold the longest one).
+            options["enable_chunked_prefill"] = False
+            options["max_num_batched_tokens"] = max(4096, cfg.max_model_len)
         if policy.lora:
             options = {"enable_lora": True, "max_lora_rank": policy.cfg.lora_rank, "max_loras": 1}
         self.llm = LLM(
