@@ -162,3 +162,44 @@ def test_a_two_iteration_household_run_on_the_vllm_engine(tmp_path):
     assert all(m["samples"] > 0 and m["mismatch_abs"] < 1e-3 for m in metrics)
     assert "after" in {r["stage"] for r in read_jsonl(run.path("eval.jsonl"))}
     assert summary["iterations"] == 2
+
+
+def test_a_vet_plays_every_arm_on_the_vllm_engine_as_the_hf_sampler_would(
+    folder, source, monkeypatch
+):
+    from skillvet.skills.text import Skill, placebo_skill
+    from skillvet.skills.vet import vet
+
+    policy = _policy(folder)
+    sampler = VllmSampler(policy, ENGINE)
+    skill = Skill("Warm it", "a hot X is wanted in Y", "take X; go to microwave; heat X")
+    tasks = source.tasks("eval")[:3]
+    greedy = dict(pairs=2, max_new_tokens=16, temperature=0.0, placebo=True)
+    on_hf = vet(policy, source, tasks, skill, **greedy)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the HF sampler played an arm")
+
+    prompts: list = []
+    generate = sampler.generate
+    monkeypatch.setattr(policy, "generate", refuse)
+    monkeypatch.setattr(
+        sampler, "generate", lambda p, *a, **k: prompts.extend(p) or generate(p, *a, **k)
+    )
+    on_vllm = vet(sampler, source, tasks, skill, **greedy)
+    shown = [policy.tokenizer.decode(p) for p in prompts]
+    assert any(skill.procedure in text for text in shown)  # the augmented arm
+    assert any(placebo_skill(skill).procedure in text for text in shown)  # the placebo arm
+    assert on_vllm == on_hf  # greedy answers equal the HF sampler's: the same measurement
+
+
+def test_seeded_prompts_beyond_one_steps_token_budget_are_drawn_on_a_cpu(folder, source):
+    policy = _policy(folder)
+    sampler = VllmSampler(policy, ENGINE)
+    demos = expert_demos(source, source.tasks("train")[:200])
+    prompts = [policy.encode_prompt(d.prompt) for d in demos[:400]]
+    assert sum(map(len, prompts)) > 3 * 4096  # several steps' prefill budget
+    a = sampler.generate(prompts, 8, 1.0, row_generators=_generators(5, len(prompts)))
+    b = sampler.generate(prompts, 8, 1.0, row_generators=_generators(5, len(prompts)))
+    assert len(a) == len(prompts)
+    assert [g.ids for g in a] == [g.ids for g in b]

@@ -158,7 +158,10 @@ def _read_skill(path: str):
 
 
 def cmd_skills_vet(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from skillvet.envs import make_source
+    from skillvet.policy.sampler import make_sampler
     from skillvet.runs import load_model
     from skillvet.skills.vet import vet
 
@@ -171,13 +174,15 @@ def cmd_skills_vet(args: argparse.Namespace) -> int:
     tasks = tasks[: args.tasks]
     if not tasks:
         raise SystemExit(f"skillvet: no {split} tasks of type {args.type}")
+    held = args.admissible_only or cfg.sampling.admissible_only
+    engine = args.engine or cfg.sampling.engine
+    sampler = make_sampler(policy, replace(cfg.sampling, admissible_only=held, engine=engine))
     result = vet(
-        policy, source, tasks, skill, pairs=args.pairs, base_skills=base_skills,
+        sampler, source, tasks, skill, pairs=args.pairs, base_skills=base_skills,
         max_new_tokens=cfg.sampling.max_action_tokens, temperature=args.temperature,
         history_length=cfg.sampling.history_length, seed=args.seed, confidence=args.confidence,
         max_skill_chars=cfg.skills.max_skill_chars, max_block_chars=cfg.skills.max_block_chars,
-        placebo=args.placebo,
-        admissible_only=args.admissible_only or cfg.sampling.admissible_only,
+        placebo=args.placebo, admissible_only=held,
     )
     if args.json:
         print(json.dumps(result, indent=2))
@@ -269,5 +274,7 @@ def _add_vet_command(actions) -> None:
                           "effect, and the skill's utility against it")
     vet.add_argument("--admissible-only", action="store_true",
                      help="answers sampled among the admissible actions (sampling.admissible_only)")
+    vet.add_argument("--engine", choices=["hf", "vllm"],
+                     help="rollout engine (default: the run's); every arm plays on it")
     vet.add_argument("--json", action="store_true")
     vet.set_defaults(func=cmd_skills_vet)

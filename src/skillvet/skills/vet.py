@@ -23,6 +23,7 @@ import numpy as np
 from skillvet.config import SamplingConfig, SkillsConfig
 from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
+from skillvet.policy.sampler import Sampler
 from skillvet.rollout import rollout
 from skillvet.skills.gate import matched_rewards, pair_seeds, utility
 from skillvet.skills.text import Skill, augmented_blocks, placebo_skill
@@ -33,7 +34,7 @@ _SAMPLING, _SKILLS = SamplingConfig(), SkillsConfig()
 
 
 def vet(
-    policy: Policy,
+    policy: Policy | Sampler,
     source: TaskSource,
     tasks: Sequence[Task],
     skill: Skill,
@@ -51,6 +52,8 @@ def vet(
     admissible_only: bool = _SAMPLING.admissible_only,
 ) -> dict:
     """U of `skill` over `tasks` with matched halves of `pairs` rollouts each, and its interval.
+
+    `policy` plays every arm: the model itself, or a rollout engine holding it (`make_sampler`).
 
     With `placebo`, a third arm of `pairs` rollouts per task (the same seeds) shows a neutral
     skill of the same length instead (`placebo_skill`): "placebo" is its U against the base
