@@ -193,8 +193,9 @@ def test_a_vet_plays_every_arm_on_the_vllm_engine_as_the_hf_sampler_would(
     assert on_vllm == on_hf  # greedy answers equal the HF sampler's: the same measurement
 
 
-def test_seeded_prompts_beyond_one_steps_token_budget_are_drawn_on_a_cpu(folder, source):
-    policy = _policy(folder)
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_seeded_prompts_beyond_one_steps_token_budget_are_drawn_on_a_cpu(folder, source, lora):
+    policy = _policy(folder, lora=lora)
     sampler = VllmSampler(policy, ENGINE)
     demos = expert_demos(source, source.tasks("train")[:200])
     prompts = [policy.encode_prompt(d.prompt) for d in demos[:400]]

@@ -107,7 +107,7 @@ class VllmSampler:
             options["enable_chunked_prefill"] = False
             options["max_num_batched_tokens"] = max(4096, cfg.max_model_len)
         if policy.lora:
-            options = {"enable_lora": True, "max_lora_rank": policy.cfg.lora_rank, "max_loras": 1}
+            options.update(enable_lora=True, max_lora_rank=policy.cfg.lora_rank, max_loras=1)
         self.llm = LLM(
             model=policy.base_name,
             dtype=policy.cfg.dtype,
