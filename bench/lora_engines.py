@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from advantages import write_section
 from engines import SMOLLM2, _version, time_rollouts
 from skillvet.config import HouseholdConfig, ModelConfig
 from skillvet.envs.household import HouseholdSource
@@ -34,8 +33,6 @@ from skillvet.policy.hf import Policy
 from skillvet.policy.models import resolve
 from skillvet.policy.sampler import HfSampler
 from skillvet.policy.vllm import VllmConfig, VllmSampler
-
-README = Path(__file__).with_name("README.md")
 
 
 def lora_policy() -> Policy:
@@ -116,13 +113,7 @@ def main() -> None:
     )
     print(f"\n{text}\n\nmachine: {machine}")
     if args.write:
-        start, end = "<!-- lora-engines:start -->", "<!-- lora-engines:end -->"
-        block = f"{start}\n{text}\n\nMachine: {machine}.\n{end}"
-        old = README.read_text()
-        pattern = re.compile(f"{start}.*{end}", re.S)
-        README.write_text(
-            pattern.sub(block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block + "\n"
-        )
+        write_section("lora-engines", f"{text}\n\nMachine: {machine}.")
 
 
 def _vllm(policy: Policy, merge: bool) -> VllmSampler:
