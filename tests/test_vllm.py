@@ -211,3 +211,75 @@ def test_seeded_prompts_beyond_one_steps_token_budget_are_drawn_on_a_cpu(folder,
     b = sampler.generate(prompts, 8, 1.0, row_generators=_generators(5, len(prompts)))
     assert len(a) == len(prompts)
     assert [g.ids for g in a] == [g.ids for g in b]
+
+
+def test_a_sapo_run_plays_every_half_on_the_vllm_engine_with_common_random_numbers(
+    tmp_path, monkeypatch
+):
+    from skillvet.config import load_config
+    from skillvet.jsonl import read_jsonl
+    from skillvet.skills.bank import Bank
+    from skillvet.skills.gate import pair_seeds
+    from skillvet.train import start_run, train
+
+    cfg = load_config(
+        None,
+        [
+            "model.tiny.layers=2",
+            "model.tiny.hidden=64",
+            "model.tiny.heads=2",
+            "model.tiny.vocab_size=600",
+            "model.tiny.tokenizer_tasks=20",
+            "sft.steps=20",
+            "sft.tasks=20",
+            "sft.batch_size=8",
+            "train.iterations=2",
+            "train.tasks_per_iteration=4",
+            "train.group_size=4",
+            "env.max_steps=4",
+            "eval.tasks=2",
+            "eval.before=false",
+            "sampling.max_action_tokens=16",
+            "sampling.engine=vllm",
+            "sampling.vllm.kv_cache_gib=0.25",
+            "sampling.vllm.max_model_len=2048",
+            "sampling.vllm.enforce_eager=true",
+            "skills.enabled=true",
+            "skills.cluster_size=2",
+            "skills.writer=teacher",
+            "skills.promote_every=1",
+            "skills.promote_top=1.0",
+            "skills.placebo=true",
+            "skills.revet=true",
+            f"run.out_dir={tmp_path}",
+        ],
+    )
+    run = start_run(cfg, quiet=True)
+    assert isinstance(run.sampler, VllmSampler) and run.vetting.player is run.sampler
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the HF sampler played a rollout")
+
+    monkeypatch.setattr(run.policy, "generate", refuse)  # base, augmented, placebo, re-vetting
+    train(run)
+    metrics = read_jsonl(run.path("metrics.jsonl"))
+    assert [m["iteration"] for m in metrics] == [1, 2]
+    assert all(m["skills_candidates"] == 2 and m["mismatch_abs"] < 1e-3 for m in metrics)
+    bank = Bank(run.path("skills.sqlite"))
+    assert len(bank.skills()) == 4 and all(bank.measurements(s.id) for s in bank.skills())
+    bank.close()
+
+    # the halves' pairs share their seeds: with the same block (no candidate), pair n of the
+    # augmented half plays what pair n of the base half played
+    tasks = run.source.tasks("train")[:2]
+    seeds = pair_seeds(7, len(tasks), 2)
+    base = run.vetting.play_half(run.policy, run.source, tasks, seeds, {})
+    same = run.vetting.play_half(run.policy, run.source, tasks, seeds, {}, candidates={})
+    other = run.vetting.play_half(run.policy, run.source, tasks, pair_seeds(8, 2, 2), {})
+    assert [e.index for e in same] == [e.index + 2 for e in base]
+
+    def answers(episodes):
+        return [[s.response_ids for s in e.steps] for e in episodes]
+
+    assert answers(same) == answers(base)
+    assert answers(other) != answers(base)  # the seeds decide the draws

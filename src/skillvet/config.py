@@ -446,11 +446,6 @@ class Config:
                 "train.group_size",
                 "must be even with skills enabled (a base and an augmented half)",
             )
-            _require(
-                self.sampling.engine == "hf",
-                "sampling.engine",
-                "SAPO's matched halves are played by the HF sampler: use hf with skills enabled",
-            )
 
 
 # Loading ------------------------------------------------------------------------------------------

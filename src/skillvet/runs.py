@@ -143,9 +143,9 @@ def start_run(
         run.policy = Policy.load(base, cfg.model, adapter=adapter)
         run.optimizer = optimizer(run.policy, cfg)
     write_start(path, base, adapter)
-    if cfg.skills.enabled:
-        run.vetting = SkillVetting(cfg, path, dist=dist)
     run.sampler = make_sampler(run.policy, cfg.sampling)
+    if cfg.skills.enabled:
+        run.vetting = SkillVetting(cfg, path, dist=dist, player=run.sampler)
     return run
 
 
@@ -300,11 +300,11 @@ def resume_run(run_dir: str | Path, quiet: bool = False, dist: Dist = ONE) -> Ru
     if dist.main:
         for name in ("metrics.jsonl", "trajectories.jsonl", "eval.jsonl"):
             keep_through(path / name, run.start_iteration)
+    run.sampler = make_sampler(policy, cfg.sampling)  # with the checkpoint's weights
     if cfg.skills.enabled:
-        run.vetting = SkillVetting(cfg, path, dist=dist)
+        run.vetting = SkillVetting(cfg, path, dist=dist, player=run.sampler)
         if dist.main:
             run.vetting.bank.rollback_after(run.start_iteration)
-    run.sampler = make_sampler(policy, cfg.sampling)  # with the checkpoint's weights
     return run
 
 

@@ -165,15 +165,15 @@ def train_iteration(run: Run, iteration: int) -> dict | None:
             run.policy, run.source, tasks, iteration, _seed(cfg, iteration, 1), dist
         )
     t_rollout = time.time() - t0
-    run.sampler.release()
 
     rows = compute_advantages(episodes, cfg.algo)  # both halves pooled: one group of N per task
     generator_rows = None
     if vetting is not None and iteration % cfg.skills.promote_every == 0:
-        generator_rows, promoted = vetting.promote(
+        generator_rows, promoted = vetting.promote(  # re-vetting plays on the rollout engine
             run.policy, iteration, run.source, pool, _seed(cfg, iteration, 4), dist
         )
         skill_stats.update(promoted)
+    run.sampler.release()  # the rollouts are over: the device is the learner's
     warm = cfg.train.warmup_iterations
     lr = cfg.train.lr * (min(1.0, iteration / warm) if warm else 1.0)
     for group in run.optimizer.param_groups:

@@ -1,7 +1,7 @@
 """SAPO inside an RL iteration: retrieve, base half, induce, augmented half, utility; and every
 P iterations, promotion, pruning and the generator's training rows (METHOD.md section 3).
 
-    vetting = SkillVetting(cfg, run_dir)
+    vetting = SkillVetting(cfg, run_dir, player=sampler)  # the rollout engine plays the halves
     tasks = vetting.sample_tasks(pool, rng)                          # B tasks, clusters of K
     episodes, stats = vetting.play(policy, source, tasks, iteration)  # N per task, two halves
     gen_rows, stats = vetting.promote(policy, iteration)              # when iteration % P == 0
@@ -9,8 +9,11 @@ P iterations, promotion, pruning and the generator's training rows (METHOD.md se
 Choices:
 - Matched pairs with common random numbers: rollout n of the base half and rollout n of the
   augmented half of a task start from the same initial state (the task's seed) and draw their
-  tokens from the same per-pair generator (inverse CDF, `Policy.generate`), so where the skill
-  changes nothing the two rollouts are identical and u measures the skill, not the noise.
+  tokens from the same per-pair generator (inverse CDF, `Policy.generate`; vLLM seeds each row
+  from it), so where the skill changes nothing the two rollouts are identical and u measures
+  the skill, not the noise. Every half (base, augmented, placebo, re-vetting) is played by the
+  run's rollout engine (`player`); retrieval's scores and the policy writer's candidates are
+  the learner's own.
 - Both halves stay one group of N for the actor update (`Episode.group` is the task); anchors
   are environment states, so they never include the skills block.
 - Beyond the paper, so that u measures the candidate and nothing else: the augmented block is
@@ -49,6 +52,7 @@ from skillvet.config import Config
 from skillvet.distributed import ONE, Dist
 from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
+from skillvet.policy.sampler import Sampler
 from skillvet.rollout import rollout
 from skillvet.sampling import clustered_tasks
 from skillvet.skills.bank import Bank, StoredSkill, paired_measurements
@@ -89,9 +93,13 @@ class SkillVetting:
         run_dir: str | Path,
         embedder: Embedder | None = None,
         dist: Dist = ONE,
+        player: Sampler | None = None,
     ) -> None:
+        """`player`: the rollout engine that plays every half (`make_sampler`); None: the
+        policy passed to each call samples for itself."""
         self.cfg = cfg
         self.dist = dist
+        self.player = player
         self.sk = cfg.skills
         # one SQLite file, written by the main process alone; the other ranks never open it
         self.bank: Bank = Bank(Path(run_dir) / "skills.sqlite") if dist.main else None  # type: ignore[assignment]
@@ -194,7 +202,7 @@ class SkillVetting:
         cfg = self.cfg
         half = cfg.train.group_size // 2
         return rollout(
-            policy,
+            self.player if self.player is not None else policy,
             source,
             tasks,
             half,
