@@ -260,7 +260,7 @@ def test_a_sapo_run_plays_every_half_on_the_vllm_engine_with_common_random_numbe
     def refuse(*args, **kwargs):
         raise AssertionError("the HF sampler played a rollout")
 
-    monkeypatch.setattr(run.policy, "generate", refuse)  # base, augmented, placebo, re-vetting
+    monkeypatch.setattr(run.policy, "generate", refuse)  # base, augmented, placebo, any re-vet
     train(run)
     metrics = read_jsonl(run.path("metrics.jsonl"))
     assert [m["iteration"] for m in metrics] == [1, 2]
