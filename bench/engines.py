@@ -46,6 +46,16 @@ README = Path(__file__).with_name("README.md")
 SMOLLM2 = "smollm2-135m-instruct"
 
 
+def machine_line() -> str:
+    """The CPU (name, family/model, the flags that matter), cores, torch and its threads."""
+    info = machine_info()
+    return (
+        f"{info['cpu']} (family/model {info['cpu_family_model']}, "
+        f"{', '.join(info['cpu_flags'])}), {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
+
+
 def time_rollouts(sampler, source, tasks, group: int, repeats: int):
     rollout(sampler, source, tasks[:1], 1, max_new_tokens=8, temperature=1.0)  # warm-up
     best, kept = 0.0, None
@@ -197,12 +207,7 @@ def main() -> None:
             f"skillvet / TRL: **{ours / theirs:.2f}x**.",
         ]
     )
-    info = machine_info()
-    machine = (
-        f"{info['cpu']} (family/model {info['cpu_family_model']}, "
-        f"{', '.join(info['cpu_flags'])}), {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, transformers {_version('transformers')}"
-    )
+    machine = f"{machine_line()}, transformers {_version('transformers')}"
     print(f"\n{text}\n\nmachine: {machine}")
     if args.write:
         block = f"<!-- engines:start -->\n{text}\n\nMachine: {machine}.\n<!-- engines:end -->"

@@ -18,17 +18,15 @@ that the engines sample the same policy.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import numpy as np
 import torch
 
 from advantages import write_section
-from engines import SMOLLM2, _version, time_rollouts
+from engines import SMOLLM2, _version, machine_line, time_rollouts
 from skillvet.config import HouseholdConfig, ModelConfig
 from skillvet.envs.household import HouseholdSource
-from skillvet.machine import machine_info
 from skillvet.policy.hf import Policy
 from skillvet.policy.models import resolve
 from skillvet.policy.sampler import HfSampler
@@ -77,8 +75,8 @@ def main() -> None:
     rows = []
     engines = [
         ("HF sampler (bf16 autocast)", lambda: HfSampler(policy)),
-        (f"vLLM {_version('vllm')}, the adapter", lambda: _vllm(policy, merge=False)),
-        (f"vLLM {_version('vllm')}, merged", lambda: _vllm(policy, merge=True)),
+        (f"vLLM {_version('vllm')}, the adapter", lambda: vllm_sampler(policy, merge=False)),
+        (f"vLLM {_version('vllm')}, merged", lambda: vllm_sampler(policy, merge=True)),
     ]
     for label, make in engines:
         t0 = time.perf_counter()
@@ -105,18 +103,13 @@ def main() -> None:
             f"| {rate / hf_rate:.2f}x | {mean_gap:.4f} / {max_gap:.3f} |"
         )
     text = "\n".join(lines)
-    info = machine_info()
-    machine = (
-        f"{info['cpu']} (family/model {info['cpu_family_model']}, "
-        f"{', '.join(info['cpu_flags'])}), {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads"
-    )
+    machine = machine_line()
     print(f"\n{text}\n\nmachine: {machine}")
     if args.write:
         write_section("lora-engines", f"{text}\n\nMachine: {machine}.")
 
 
-def _vllm(policy: Policy, merge: bool) -> VllmSampler:
+def vllm_sampler(policy: Policy, merge: bool) -> VllmSampler:
     return VllmSampler(policy, VllmConfig(kv_cache_gib=1.0, max_model_len=4096, merge_lora=merge))
 
 

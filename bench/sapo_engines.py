@@ -19,20 +19,15 @@ tokens at every step, which with common random numbers is all of them.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 
-import torch
-
 from advantages import write_section
-from engines import SMOLLM2, _version
-from lora_engines import lora_policy
+from engines import SMOLLM2, _version, machine_line
+from lora_engines import lora_policy, vllm_sampler
 from skillvet.config import load_config
 from skillvet.envs.household import HouseholdSource
-from skillvet.machine import machine_info
 from skillvet.policy.sampler import HfSampler
-from skillvet.policy.vllm import VllmConfig, VllmSampler
 from skillvet.rollout import rollout
 from skillvet.skills.gate import pair_seeds
 from skillvet.skills.sapo import SkillVetting
@@ -58,8 +53,7 @@ def main() -> None:
     rows = []
     engines = [
         ("HF sampler (bf16 autocast)", lambda: HfSampler(policy)),
-        (f"vLLM {_version('vllm')}, merged", lambda: VllmSampler(
-            policy, VllmConfig(kv_cache_gib=1.0, max_model_len=4096, merge_lora=True))),
+        (f"vLLM {_version('vllm')}, merged", lambda: vllm_sampler(policy, merge=True)),
     ]
     for label, make in engines:
         sampler = make()
@@ -95,12 +89,7 @@ def main() -> None:
             f"| {tokens / seconds / hf_rate:.2f}x | {identical}/{pairs} |"
         )
     text = "\n".join(lines)
-    info = machine_info()
-    machine = (
-        f"{info['cpu']} (family/model {info['cpu_family_model']}, "
-        f"{', '.join(info['cpu_flags'])}), {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads"
-    )
+    machine = machine_line()
     print(f"\n{text}\n\nmachine: {machine}")
     if args.write:
         write_section("sapo-engines", f"{text}\n\nMachine: {machine}.")

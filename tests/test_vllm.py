@@ -25,6 +25,23 @@ TINY = TinyModelConfig(layers=2, hidden=64, heads=2, vocab_size=600)  # head siz
 ENGINE = VllmConfig(kv_cache_gib=0.25, max_model_len=2048, enforce_eager=True)
 MODES = {"full": (False, None), "lora-merged": (True, True), "lora-adapter": (True, False)}
 """How the policy's weights reach vLLM: (LoRA, sampling.vllm.merge_lora)."""
+RUN = [
+    "model.tiny.layers=2",
+    "model.tiny.hidden=64",
+    "model.tiny.heads=2",
+    "model.tiny.vocab_size=600",
+    "model.tiny.tokenizer_tasks=20",
+    "sft.steps=20",
+    "sft.tasks=20",
+    "sft.batch_size=8",
+    "train.iterations=2",
+    "sampling.max_action_tokens=16",
+    "sampling.engine=vllm",
+    "sampling.vllm.kv_cache_gib=0.25",
+    "sampling.vllm.max_model_len=2048",
+    "sampling.vllm.enforce_eager=true",
+]
+"""Overrides of the two-iteration runs on the vLLM engine (the tiny model above, head size 32)."""
 
 
 @pytest.fixture(scope="module")
@@ -139,24 +156,11 @@ def test_a_two_iteration_household_run_on_the_vllm_engine(tmp_path):
     cfg = load_config(
         None,
         [
-            "model.tiny.layers=2",
-            "model.tiny.hidden=64",
-            "model.tiny.heads=2",
-            "model.tiny.vocab_size=600",
-            "model.tiny.tokenizer_tasks=20",
-            "sft.steps=20",
-            "sft.tasks=20",
-            "sft.batch_size=8",
-            "train.iterations=2",
+            *RUN,
             "train.tasks_per_iteration=2",
             "train.group_size=4",
             "env.max_steps=4",
             "eval.tasks=4",
-            "sampling.max_action_tokens=16",
-            "sampling.engine=vllm",
-            "sampling.vllm.kv_cache_gib=0.25",
-            "sampling.vllm.max_model_len=2048",
-            "sampling.vllm.enforce_eager=true",
             f"run.out_dir={tmp_path}",
         ],
     )
@@ -225,25 +229,12 @@ def test_a_sapo_run_plays_every_half_on_the_vllm_engine_with_common_random_numbe
     cfg = load_config(
         None,
         [
-            "model.tiny.layers=2",
-            "model.tiny.hidden=64",
-            "model.tiny.heads=2",
-            "model.tiny.vocab_size=600",
-            "model.tiny.tokenizer_tasks=20",
-            "sft.steps=20",
-            "sft.tasks=20",
-            "sft.batch_size=8",
-            "train.iterations=2",
+            *RUN,
             "train.tasks_per_iteration=4",
             "train.group_size=4",
             "env.max_steps=4",
             "eval.tasks=2",
             "eval.before=false",
-            "sampling.max_action_tokens=16",
-            "sampling.engine=vllm",
-            "sampling.vllm.kv_cache_gib=0.25",
-            "sampling.vllm.max_model_len=2048",
-            "sampling.vllm.enforce_eager=true",
             "skills.enabled=true",
             "skills.cluster_size=2",
             "skills.writer=teacher",
