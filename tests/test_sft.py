@@ -14,7 +14,8 @@ from skillvet.envs.protocol import NOTHING_HAPPENS  # noqa: E402
 from skillvet.policy.hf import Policy  # noqa: E402
 from skillvet.policy.models import build_tiny, chatml_text  # noqa: E402
 from skillvet.prompts import parse_action  # noqa: E402
-from skillvet.sft import _better, action_kind, expert_demos, supervised, validate  # noqa: E402
+from skillvet.sft import expert_demos, supervised  # noqa: E402
+from skillvet.validation import action_kind, better, validate  # noqa: E402
 
 TINY = TinyModelConfig(layers=1, hidden=48, heads=2, vocab_size=400, tokenizer_tasks=10)
 
@@ -104,7 +105,7 @@ def test_with_held_out_tasks_played_the_warm_start_kept_is_the_one_that_won_most
     )
     # a validation played beats any that was not, whatever its accuracy
     unplayed = result.validations[0]
-    assert not _better(unplayed, result.validations[1]) and _better(result.validations[1], unplayed)
+    assert not better(unplayed, result.validations[1]) and better(result.validations[1], unplayed)
 
 
 def test_accuracy_counts_a_step_right_only_when_its_whole_answer_is_the_most_likely(

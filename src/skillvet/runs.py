@@ -39,10 +39,8 @@ from skillvet.rundir import (
     write_start,
 )
 from skillvet.sft import (
-    Validation,
     WarmStartDemos,
     expert_demos,
-    kinds_line,
     supervised,
     warm_start_demos,
     warm_start_tasks,
@@ -50,6 +48,7 @@ from skillvet.sft import (
 from skillvet.skills.sapo import SkillVetting
 from skillvet.stats import format_rate, wilson_interval
 from skillvet.types import Task
+from skillvet.validation import Validation, kinds_line
 
 
 @dataclass

@@ -22,13 +22,14 @@ from skillvet.envs import make_source
 from skillvet.envs.check import play_expert
 from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
-from skillvet.prompts import Turn, answer_text, build_prompt, parse_action
+from skillvet.prompts import Turn, answer_text, build_prompt
 from skillvet.skills.induce import (
     Attempt,
     induction_prompt,
     rule_skill,
 )
 from skillvet.types import StepResult, Task
+from skillvet.validation import Keeper, Validation, action_kind, validate
 
 
 @dataclass(frozen=True)
@@ -230,26 +231,6 @@ def lr_at(step: int, total: int, peak: float) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-@dataclass(frozen=True)
-class Validation:
-    """The warm start measured on held-out expert steps, teacher-forced."""
-
-    step: int
-    """SFT steps taken when measured."""
-    loss: float
-    """Cross-entropy per answer token."""
-    accuracy: float
-    """Share of held-out steps whose whole answer (every token, end of turn included) is the
-    model's most likely continuation: the expert's action would come out of greedy decoding."""
-    by_kind: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """(right, steps) per kind of expert action (its first word: "go", "take", ...), where
-    the kinds were given: which decisions the warm start gets wrong."""
-    played: tuple[int, int] | None = None
-    """(successes, episodes) of the held-out tasks played closed-loop at this validation, where
-    they were played (`sft.val_play`): what the policy does with its own actions, which the
-    teacher-forced figures do not tell."""
-
-
 @dataclass
 class SftResult:
     losses: list[float]
@@ -258,89 +239,6 @@ class SftResult:
     """Every validation, in order (empty without held-out steps)."""
     chosen: Validation | None
     """The validation whose weights the policy holds at the end (None without held-out steps)."""
-
-
-@torch.no_grad()
-def validate(
-    policy: Policy,
-    prompts: Sequence[list[int]],
-    answers: Sequence[list[int]],
-    step: int,
-    batch_size: int = 64,
-    kinds: Sequence[str] = (),
-) -> Validation:
-    """Teacher-forced loss and action accuracy of `policy` on encoded demonstrations; with
-    `kinds` (one per demonstration, e.g. `action_kind` of its answer), the accuracy per kind."""
-    if kinds and len(kinds) != len(prompts):
-        raise ValueError(f"{len(kinds)} kinds for {len(prompts)} demonstrations")
-    was_training = policy.model.training
-    policy.model.eval()
-    loss_sum, tokens, exact = 0.0, 0.0, 0
-    hits: list[bool] = []
-    for start in range(0, len(prompts), batch_size):
-        logp_all, target, mask = policy.answer_distributions(
-            prompts[start : start + batch_size], answers[start : start + batch_size]
-        )
-        logp = logp_all.gather(-1, target[..., None]).squeeze(-1)
-        loss_sum += float(-(logp * mask).sum())
-        tokens += float(mask.sum())
-        whole = ((logp_all.argmax(-1) == target) | (mask == 0)).all(-1)
-        exact += int(whole.sum())
-        hits += whole.tolist()
-    policy.model.train(was_training)
-    by_kind: dict[str, tuple[int, int]] = {}
-    for kind, hit in zip(kinds, hits):
-        right, seen = by_kind.get(kind, (0, 0))
-        by_kind[kind] = (right + int(hit), seen + 1)
-    by_kind = dict(sorted(by_kind.items(), key=lambda kv: -kv[1][1]))  # most common first
-    return Validation(step, loss_sum / max(tokens, 1.0), exact / max(len(prompts), 1), by_kind)
-
-
-def action_kind(answer: str) -> str:
-    """The kind of a demonstrated action: the first word of the action in `answer` ("go" for
-    `<action>go to desk 1</action>`; "(none)" without an action)."""
-    action = parse_action(answer)
-    return action.split()[0].lower() if action else "(none)"
-
-
-def kinds_line(v: Validation, most: int = 6) -> str:
-    """The per-kind accuracies of `v`, most common kinds first: "go 59% (316), take 49% (59)"."""
-    shown = list(v.by_kind.items())[:most]
-    return ", ".join(f"{kind} {right / seen:.0%} ({seen})" for kind, (right, seen) in shown)
-
-
-def _rank(v: Validation) -> tuple[int, float, float]:
-    """What "best" means: the most held-out successes played (a validation played beats one not
-    played), then the highest action accuracy, then the lowest loss."""
-    return (v.played[0] if v.played else -1, v.accuracy, -v.loss)
-
-
-def _better(a: Validation, b: Validation | None) -> bool:
-    return b is None or _rank(a) > _rank(b)
-
-
-class _Keeper:
-    """Validations in order, and the weights of the best one (with `select == "best"`)."""
-
-    def __init__(self, policy: Policy, select: str, last_step: int) -> None:
-        self.policy, self.select, self.last_step = policy, select, last_step
-        self.validations: list[Validation] = []
-        self.best: Validation | None = None
-        self.best_state: dict[str, torch.Tensor] | None = None
-
-    def add(self, measured: Validation) -> None:
-        self.validations.append(measured)
-        if _better(measured, self.best):
-            self.best = measured
-            keep = self.select == "best" and measured.step < self.last_step  # else held anyway
-            self.best_state = self.policy.trainable_state() if keep else None
-
-    def finish(self) -> Validation | None:
-        """Load the kept weights; the validation they scored."""
-        if self.select == "best" and self.best is not None and self.best_state is not None:
-            self.policy.load_trainable_state(self.best_state)
-            return self.best
-        return self.validations[-1] if self.validations else None
 
 
 def supervised(
@@ -359,9 +257,9 @@ def supervised(
     With held-out demonstrations `val`, the policy is validated every `cfg.val_every` steps and
     after the last; from step `cfg.val_play_from` on, a validation also calls `play(policy)`
     (the held-out tasks played closed-loop: successes, episodes), if given. With
-    `cfg.select == "best"` the policy ends with the weights of the best validation (`_rank`:
-    most successes played, then highest action accuracy, then lowest loss), otherwise with the
-    last step's.
+    `cfg.select == "best"` the policy ends with the weights of the best validation
+    (`skillvet.validation.rank`: most successes played, then highest action accuracy, then
+    lowest loss), otherwise with the last step's.
     """
     if not demos:
         raise ValueError("no demonstrations: the expert produced no steps for these tasks")
@@ -374,7 +272,7 @@ def supervised(
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
     policy.model.train()
     losses: list[float] = []
-    keeper = _Keeper(policy, cfg.select, cfg.steps)
+    keeper = Keeper(policy, cfg.select, cfg.steps)
     for step in range(cfg.steps):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg.steps, cfg.lr)
