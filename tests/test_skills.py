@@ -551,6 +551,41 @@ def test_a_foreign_block_holds_only_other_types_procedures_and_the_expert_acts_a
     assert counts[0.0] == 0.0 and 0.2 < counts[0.5] < 0.8 and counts[1.0] == 1.0
 
 
+def test_with_name_skill_an_answer_shown_a_block_first_names_the_procedure_that_applies_or_none():
+    from skillvet.config import load_config
+    from skillvet.envs import make_source
+    from skillvet.prompts import parse_action
+    from skillvet.sft import warm_start_demos
+
+    sets = [
+        "env.name=household",
+        "sft.tasks=40",
+        "sft.types=[pick_heat_then_place,pick_cool_then_place]",
+        "sft.skills_share=1.0",
+        "sft.other_skills=1",
+        "sft.recovery=0",
+        "sft.foreign_share=0.5",
+    ]
+    source = make_source(load_config(None, sets).env)
+    plain = warm_start_demos(load_config(None, sets), source, source.tasks("train")).demos
+    cfg = load_config(None, [*sets, "sft.name_skill=true"])
+    named = warm_start_demos(cfg, source, source.tasks("train")).demos
+    assert [d.prompt for d in named] == [d.prompt for d in plain]  # the same draws
+    assert [parse_action(d.answer) for d in named] == [parse_action(d.answer) for d in plain]
+    title = {"pick_heat_then_place": "Heat then place", "pick_cool_then_place": "Cool then place"}
+    thoughts = set()
+    for d, p in zip(named, plain):
+        if "Skills that may help" not in d.prompt:
+            assert d.answer == p.answer  # no block, no thought
+            continue
+        block = d.prompt.split("Skills that may help")[1].split("\n\n")[0]
+        own = f"- {title[d.task_type]}. When: " in block
+        thought = f"Skill: {title[d.task_type]}" if own else "Skill: none"
+        assert d.answer == f"<think>{thought}</think>{p.answer}"
+        thoughts.add(thought)
+    assert thoughts == {"Skill: Heat then place", "Skill: Cool then place", "Skill: none"}
+
+
 def test_a_misspelt_demonstration_type_is_an_error_not_a_silent_omission():
     from skillvet.config import SftConfig
     from skillvet.sft import check_task_types

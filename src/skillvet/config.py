@@ -293,6 +293,10 @@ class SftConfig:
     foreign_share: float = 0.0
     """Share of skill demonstrations whose block holds only procedures of other types (1 to
     other_skills), answered as without one: a block not about the task changes nothing."""
+    name_skill: bool = False
+    """Skill demonstrations name the skill that applies before acting, `<think>Skill: TITLE
+    </think>` (the task's own procedure) or `<think>Skill: none</think>` (a foreign block): a
+    target for the matching at every step shown a block, not only where the action differs."""
     skill_worlds: list[str] = field(default_factory=list)
     """Household heaters to show skills in, one world each where only it works; a task is shown
     again where the expert acts otherwise, its block naming that heater (empty: run's world)."""

@@ -37,9 +37,17 @@ class Turn:
     action: str
 
 
-def answer_text(action: str) -> str:
-    """The answer that takes `action`, as the expert's demonstrations write it."""
-    return f"<action>{action}</action>"
+def answer_text(action: str, think: str | None = None) -> str:
+    """The answer that takes `action`, as the expert's demonstrations write it (after
+    `<think>think</think>` where `think` is given)."""
+    thought = f"<think>{think}</think>" if think is not None else ""
+    return f"{thought}<action>{action}</action>"
+
+
+def skill_named(title: str | None) -> str:
+    """The thought that names the skill of the block that applies to the task, or none
+    (`sft.name_skill`): "Skill: Heat then place", "Skill: none"."""
+    return f"Skill: {title if title is not None else 'none'}"
 
 
 def parse_action(answer: str, stopped_at_close: bool = False) -> str | None:

@@ -22,7 +22,7 @@ from skillvet.envs import make_source
 from skillvet.envs.check import play_expert
 from skillvet.envs.protocol import TaskSource
 from skillvet.policy.hf import Policy
-from skillvet.prompts import Turn, answer_text, build_prompt
+from skillvet.prompts import Turn, answer_text, build_prompt, skill_named
 from skillvet.skills.induce import (
     Attempt,
     induction_prompt,
@@ -48,11 +48,13 @@ def expert_demos(
     seed: int = 0,
     max_steps: int | None = None,
     on_task: Callable[[int], None] | None = None,
+    think: Callable[[Task, Sequence[str]], str | None] | None = None,
 ) -> list[Demo]:
     """One demonstration per expert step of each task (the expert's episode replayed);
     `on_task(1)` after each task (a progress bar).
 
-    `skills(task, goal)` gives the skills block shown in that task's prompts (none if omitted).
+    `skills(task, goal)` gives the skills block shown in that task's prompts (none if omitted);
+    `think(task, block)`, the thought its answers write before the action (none if omitted).
     With `recovery` > 0, that share of the expert's steps (after the first) is demonstrated a
     second time right after an injected invalid action: the previous action repeated where it is
     no longer admissible (walking again to the place one stands at, taking an object already
@@ -86,9 +88,12 @@ def expert_demos(
 
         episode = play_expert(source, task, plan, detour=repeat)
         shown = tuple(skills(task, episode.first.task)) if skills is not None else ()
+        thought = think(task, shown) if think is not None else None
         history: list[Turn] = []
         for i, played in enumerate(episode.steps):
-            demos.append(_demo(task, played.before, history, played.due, shown, history_length))
+            demos.append(
+                _demo(task, played.before, history, played.due, shown, history_length, thought)
+            )
             after = episode.steps[i + 1].before if i + 1 < len(episode.steps) else episode.last
             if played.detour and after.action_valid:
                 raise RuntimeError(
@@ -108,6 +113,7 @@ def _demo(
     action: str,
     shown: Sequence[str],
     history_length: int,
+    thought: str | None = None,
 ) -> Demo:
     """The demonstration of `action` at the step `result` shows, after `history`."""
     prompt = build_prompt(
@@ -118,7 +124,7 @@ def _demo(
         skills=shown,
         history_length=history_length,
     )
-    return Demo(prompt, answer_text(action), task.task_type)
+    return Demo(prompt, answer_text(action, thought), task.task_type)
 
 
 def check_task_types(cfg: SftConfig, known: Sequence[str], split: str) -> None:
@@ -155,6 +161,7 @@ def skill_demos(
     other_skills: int = 2,
     unlike: TaskSource | None = None,
     foreign: float = 0.0,
+    name_skill: bool = False,
 ) -> list[Demo]:
     """Demonstrations that teach reading and writing skills.
 
@@ -166,7 +173,9 @@ def skill_demos(
     `cluster_size` expert episodes of one type, answered with the rule inducer's skill in the
     three-line form. With `unlike`, only the shown tasks whose expert acts otherwise there are
     replayed (the same draw of tasks in each world). A `foreign` share of the shown tasks get a
-    block of other types' procedures only, and the expert's actions as always.
+    block of other types' procedures only, and the expert's actions as always. With
+    `name_skill`, each answer of a shown task first names the skill that applies in a thought
+    (`skill_named`): the task's own procedure's title, or none in a foreign block.
     """
     rng = np.random.default_rng([seed, 5])
     by_type: dict[str, list[Attempt]] = {}
@@ -176,10 +185,11 @@ def skill_demos(
         by_type.setdefault(task.task_type, []).append(attempt)
         key_of[task] = (task.task_type, treated_at(attempt.actions))
         by_key.setdefault(key_of[task], []).append(attempt)
-    procedures = {
-        key: rule_skill([a for a in group if a.won][:cluster_size] or group[:1], key[0]).text()
+    induced = {
+        key: rule_skill([a for a in group if a.won][:cluster_size] or group[:1], key[0])
         for key, group in by_key.items()
     }
+    procedures = {key: skill.text() for key, skill in induced.items()}
     types = sorted(by_type)
     commonest = {
         t: max((k for k in by_key if k[0] == t), key=lambda k: len(by_key[k])) for t in types
@@ -200,7 +210,13 @@ def skill_demos(
     shown = [t for t in tasks if rng.random() < share]
     if unlike is not None:
         shown = [t for t in shown if source.expert(t) != unlike.expert(t)]
-    demos = expert_demos(source, shown, history_length, skills=block_of)
+
+    def named(task: Task, block: Sequence[str]) -> str:
+        own = procedures[key_of[task]] in block
+        return skill_named(induced[key_of[task]].title if own else None)
+
+    think = named if name_skill else None
+    demos = expert_demos(source, shown, history_length, skills=block_of, think=think)
     for _ in range(writing):
         t = types[int(rng.integers(len(types)))]
         group = by_type[t]
@@ -390,6 +406,7 @@ def warm_start_demos(
             other_skills=sft.other_skills,
             unlike=worlds[0] if k else None,
             foreign=sft.foreign_share,
+            name_skill=sft.name_skill,
         )
     val = expert_demos(source, held_out, history, on_task=on_task)
     return WarmStartDemos(demos, val, len(tasks), played)
