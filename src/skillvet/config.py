@@ -294,9 +294,9 @@ class SftConfig:
     """Share of skill demonstrations whose block holds only procedures of other types (1 to
     other_skills), answered as without one: a block not about the task changes nothing."""
     name_skill: bool = False
-    """Skill demonstrations name the skill that applies before acting, `<think>Skill: TITLE
-    </think>` (the task's own procedure) or `<think>Skill: none</think>` (a foreign block): a
-    target for the matching at every step shown a block, not only where the action differs."""
+    """Skill demonstrations name the skill that applies in a thought before the action: the
+    title of the task's own procedure, or none (a foreign block), as `skillvet.prompts.skill_named`
+    writes it. Every step shown a block then has a target for the matching."""
     skill_worlds: list[str] = field(default_factory=list)
     """Household heaters to show skills in, one world each where only it works; a task is shown
     again where the expert acts otherwise, its block naming that heater (empty: run's world)."""
