@@ -521,19 +521,22 @@ def test_in_skill_worlds_each_heat_task_is_shown_once_per_heater_and_its_block_n
         load_config(None, [*sets, "sft.skill_worlds=[fridge]"])
 
 
+# Warm-start settings where every demonstrated heat or cool task is shown again with a block.
+HEAT_AND_COOL_SHOWN = [
+    "env.name=household",
+    "sft.tasks=40",
+    "sft.types=[pick_heat_then_place,pick_cool_then_place]",
+    "sft.skills_share=1.0",
+    "sft.other_skills=1",
+    "sft.recovery=0",
+]
+
 def test_a_foreign_block_holds_only_other_types_procedures_and_the_expert_acts_as_without_one():
     from skillvet.config import load_config
     from skillvet.envs import make_source
     from skillvet.sft import warm_start_demos
 
-    sets = [
-        "env.name=household",
-        "sft.tasks=40",
-        "sft.types=[pick_heat_then_place,pick_cool_then_place]",
-        "sft.skills_share=1.0",
-        "sft.other_skills=1",
-        "sft.recovery=0",
-    ]
+    sets = HEAT_AND_COOL_SHOWN
     source = make_source(load_config(None, sets).env)
     counts = {}
     for share in (0.0, 0.5, 1.0):
@@ -557,15 +560,7 @@ def test_with_name_skill_an_answer_shown_a_block_first_names_the_procedure_that_
     from skillvet.prompts import parse_action
     from skillvet.sft import warm_start_demos
 
-    sets = [
-        "env.name=household",
-        "sft.tasks=40",
-        "sft.types=[pick_heat_then_place,pick_cool_then_place]",
-        "sft.skills_share=1.0",
-        "sft.other_skills=1",
-        "sft.recovery=0",
-        "sft.foreign_share=0.5",
-    ]
+    sets = [*HEAT_AND_COOL_SHOWN, "sft.foreign_share=0.5"]
     source = make_source(load_config(None, sets).env)
     plain = warm_start_demos(load_config(None, sets), source, source.tasks("train")).demos
     cfg = load_config(None, [*sets, "sft.name_skill=true"])
