@@ -276,13 +276,22 @@ def test_skills_commands_list_show_export_import_and_vet(tmp_path, capsys):
             "--skill", str(skill_file), *extra,
         ]
 
-    assert main(vet("--tasks", "2", "--pairs", "2", "--max-steps", "3", "--json")) == 0
+    played = tmp_path / "vet-episodes.jsonl"
+    assert main(vet("--tasks", "2", "--pairs", "2", "--max-steps", "3", "--json",
+                    "--episodes", str(played))) == 0
     vetted = json.loads(capsys.readouterr().out)
     assert (
         vetted["tasks"] == 2
         and vetted["pairs"] == 4
         and vetted["lo"] <= vetted["U"] <= vetted["hi"]
     )
+    records = [json.loads(line) for line in played.read_text().splitlines()]
+    assert sorted(r["arm"] for r in records) == ["augmented"] * 4 + ["base"] * 4
+    assert "episodes" not in vetted and set(vetted["arms"]) == {"base", "augmented"}
+    from skillvet.skills.commands import _print_vetting
+
+    _print_vetting(vetted, [], "eval", 2)
+    assert "invalid actions without " in capsys.readouterr().out
     assert vetted["base_skills"] == []
     bank_file = tmp_path / "retrieved.txt"
     bank_file.write_text(

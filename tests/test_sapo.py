@@ -324,10 +324,28 @@ def test_vet_measures_a_skill_with_matched_pairs(policy, source):
     skill = Skill(
         "Pick and place", "the task is to put X on Y", "find X; take X; go to Y; move X to Y"
     )
-    result = vet(policy, source, source.tasks("eval")[:3], skill, pairs=2, max_new_tokens=8, seed=1)
+    tasks = source.tasks("eval")[:3]
+    result = vet(
+        policy, source, tasks, skill, pairs=2, max_new_tokens=8, seed=1, placebo=True, episodes=True
+    )
     assert result["tasks"] == 3 and result["pairs"] == 6
     assert result["lo"] <= result["U"] <= result["hi"]
     assert result["U"] == pytest.approx(np.mean([t["u"] for t in result["per_task"]]))
+
+    # each arm's play, as its own rollouts record it
+    assert result["arms"]["base"]["success"] == result["base_success"]
+    assert result["arms"]["placebo"]["success"] == result["placebo"]["success"]
+    for arm in ("base", "augmented", "placebo"):
+        records = [r for r in result["episodes"] if r["arm"] == arm]
+        steps = [s for r in records for s in r["steps"]]
+        assert len(records) == 3 * 2 and steps
+        assert result["arms"][arm]["invalid"] == pytest.approx(
+            sum(not s["valid"] for s in steps) / len(steps)
+        )
+        assert result["arms"][arm]["steps"] == pytest.approx(len(steps) / len(records))
+        shown = [skill.title in " ".join(r["skills"]) for r in records]
+        assert all(shown) if arm == "augmented" else not any(shown)
+    assert "episodes" not in vet(policy, source, tasks[:1], skill, pairs=1, max_new_tokens=8)
 
 
 SMALL = [

@@ -182,8 +182,11 @@ def cmd_skills_vet(args: argparse.Namespace) -> int:
         max_new_tokens=cfg.sampling.max_action_tokens, temperature=args.temperature,
         history_length=cfg.sampling.history_length, seed=args.seed, confidence=args.confidence,
         max_skill_chars=cfg.skills.max_skill_chars, max_block_chars=cfg.skills.max_block_chars,
-        placebo=args.placebo, admissible_only=held,
+        placebo=args.placebo, admissible_only=held, episodes=args.episodes is not None,
     )
+    if args.episodes is not None:
+        with open(args.episodes, "w") as f:
+            f.writelines(json.dumps(record) + "\n" for record in result.pop("episodes"))
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -211,6 +214,10 @@ def _print_vetting(result: dict, base_skills: list[str], split: str, pairs: int)
               f"[{p['lo']:+.3f}, {p['hi']:+.3f}] · success {p['success']:.1%}")
         print(f"the skill against the placebo: U = {v['U']:+.3f} "
               f"[{v['lo']:+.3f}, {v['hi']:+.3f}]")
+    arms = result["arms"]
+    named = {"base": "without", "augmented": "with", "placebo": "placebo"}
+    print("invalid actions " + " · ".join(f"{named[a]} {p['invalid']:.1%}" for a, p in arms.items())
+          + " · steps per episode " + " / ".join(f"{p['steps']:.1f}" for p in arms.values()))
 
 
 def add_skills_commands(sub) -> None:
@@ -276,5 +283,7 @@ def _add_vet_command(actions) -> None:
                      help="answers sampled among the admissible actions (sampling.admissible_only)")
     vet.add_argument("--engine", choices=["hf", "vllm"],
                      help="rollout engine (default: the run's); every arm plays on it")
+    vet.add_argument("--episodes", metavar="FILE",
+                     help="write every arm's rollouts (answers, actions, observations) as JSONL")
     vet.add_argument("--json", action="store_true")
     vet.set_defaults(func=cmd_skills_vet)

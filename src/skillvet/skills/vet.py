@@ -50,6 +50,7 @@ def vet(
     max_block_chars: int = _SKILLS.max_block_chars,
     placebo: bool = False,
     admissible_only: bool = _SAMPLING.admissible_only,
+    episodes: bool = False,
 ) -> dict:
     """U of `skill` over `tasks` with matched halves of `pairs` rollouts each, and its interval.
 
@@ -60,6 +61,10 @@ def vet(
     half (the effect of a block being there), "U_vs_placebo" the skill's against the placebo
     (the effect of what the skill says). `admissible_only`: answers sampled among the
     admissible actions, as the run's `sampling.admissible_only`.
+
+    "arms" holds how each arm played (success, share of invalid actions, steps per episode),
+    which tells a skill that changes what the policy does from one that breaks how it answers;
+    with `episodes`, "episodes" holds every rollout as a JSON-ready record naming its arm.
     """
     if not tasks:
         raise ValueError("vet needs at least one task")
@@ -100,6 +105,7 @@ def vet(
         "identical_pairs": sum(b == a for b, a in zip(_actions(base), _actions(augmented))),
         "per_task": [{"task": t, "u": u} for t, u in zip(task_ids, measured.per_task)],
     }
+    arms = {"base": base, "augmented": augmented}
     if placebo:
         neutral = placebo_skill(skill)
         _, placebo_block = augmented_blocks(
@@ -128,7 +134,24 @@ def vet(
             "success": float(np.mean([e.won for e in shown])),
         }
         result["U_vs_placebo"] = {"U": vs_placebo.value, "lo": vs_placebo.lo, "hi": vs_placebo.hi}
+        arms["placebo"] = shown
+    result["arms"] = {arm: _play(played) for arm, played in arms.items()}
+    if episodes:
+        result["episodes"] = [
+            {"arm": arm, **e.as_dict()} for arm, played in arms.items() for e in played
+        ]
     return result
+
+
+def _play(episodes: Sequence[Episode]) -> dict:
+    """How an arm played: its success, the share of its actions that were invalid, and its
+    steps per episode."""
+    steps = [s for e in episodes for s in e.steps]
+    return {
+        "success": float(np.mean([e.won for e in episodes])),
+        "invalid": sum(not s.valid for s in steps) / max(len(steps), 1),
+        "steps": len(steps) / len(episodes),
+    }
 
 
 def _renumber(e: Episode, by: int) -> Episode:
