@@ -288,6 +288,8 @@ def test_skills_commands_list_show_export_import_and_vet(tmp_path, capsys):
     records = [json.loads(line) for line in played.read_text().splitlines()]
     assert sorted(r["arm"] for r in records) == ["augmented"] * 4 + ["base"] * 4
     assert "episodes" not in vetted and set(vetted["arms"]) == {"base", "augmented"}
+    with pytest.raises(SystemExit, match="cannot write --episodes"):
+        main(vet("--tasks", "1", "--episodes", str(tmp_path / "missing" / "played.jsonl")))
     from skillvet.skills.commands import _print_vetting
 
     _print_vetting(vetted, [], "eval", 2)

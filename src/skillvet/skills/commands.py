@@ -167,6 +167,11 @@ def cmd_skills_vet(args: argparse.Namespace) -> int:
 
     skill = _read_skill(args.skill)
     base_skills = [_read_skill(path).text() for path in args.base_skill or []]
+    if args.episodes is not None:
+        try:  # now, not after every arm is played
+            open(args.episodes, "w").close()
+        except OSError as err:
+            raise SystemExit(f"skillvet: cannot write --episodes {args.episodes}: {err}") from None
     cfg, policy, run_dir = load_model(args.model)
     source = make_source(env_config(args, cfg.env if run_dir is not None else None))
     split = args.split or eval_split(source, cfg.env.eval_split)
