@@ -89,6 +89,8 @@ def vet(
     if not base_KP:
         raise RuntimeError("every pair had a crashed environment; nothing was measured")
     measured = utility(base_KP, aug_KP, confidence)
+    arms = {"base": base, "augmented": augmented}
+    play = {"base": _play(base), "augmented": _play(augmented)}
     result = {
         "skill": skill.text(),
         "base_skills": list(base_block),
@@ -98,14 +100,14 @@ def vet(
         "confidence": confidence,
         "tasks": len(base_KP),
         "pairs": measured.pairs,
-        "base_success": float(np.mean([e.won for e in base])),
-        "augmented_success": float(np.mean([e.won for e in augmented])),
+        "base_success": play["base"]["success"],
+        "augmented_success": play["augmented"]["success"],
         "base_reward": float(np.mean([r for row in base_KP for r in row])),
         "augmented_reward": float(np.mean([r for row in aug_KP for r in row])),
         "identical_pairs": sum(b == a for b, a in zip(_actions(base), _actions(augmented))),
         "per_task": [{"task": t, "u": u} for t, u in zip(task_ids, measured.per_task)],
+        "arms": play,
     }
-    arms = {"base": base, "augmented": augmented}
     if placebo:
         neutral = placebo_skill(skill)
         _, placebo_block = augmented_blocks(
@@ -126,16 +128,15 @@ def vet(
             [_renumber(e, -pairs) for e in shown], augmented, range(len(tasks)), pairs
         )
         vs_base, vs_placebo = utility(b_KP, p_KP, confidence), utility(p2_KP, a2_KP, confidence)
+        arms["placebo"], play["placebo"] = shown, _play(shown)
         result["placebo"] = {
             "skill": neutral.text(),
             "U": vs_base.value,
             "lo": vs_base.lo,
             "hi": vs_base.hi,
-            "success": float(np.mean([e.won for e in shown])),
+            "success": play["placebo"]["success"],
         }
         result["U_vs_placebo"] = {"U": vs_placebo.value, "lo": vs_placebo.lo, "hi": vs_placebo.hi}
-        arms["placebo"] = shown
-    result["arms"] = {arm: _play(played) for arm, played in arms.items()}
     if episodes:
         result["episodes"] = [
             {"arm": arm, **e.as_dict()} for arm, played in arms.items() for e in played
