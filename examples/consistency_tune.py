@@ -2,7 +2,7 @@
 nothing it does.
 
     python3 examples/consistency_tune.py RUN_DIR --out OUT [--steps 120] [--demos 2] [--pairs 6]
-        [--lr 2e-4] [--weight 1.0] [--from-task 3000] [--tasks 1000] [--seed 0]
+        [--lr 2e-4] [--weight 1.0] [--from-task 3000] [--tasks 1000] [--reading] [--seed 0]
 
 Each AdamW step adds two terms. The cross-entropy of `--demos` of the warm start's own
 demonstrations (its config's mix, rebuilt: the expert's steps and the skill reading and writing
@@ -15,6 +15,11 @@ no block, held fixed: KL(p(. | no block) || p(. | foreign block)), summed over t
 tokens and averaged over the pairs. The expert's action is only
 the path the distributions are read along; the target is the policy's own answer without a
 block, so the term can be taken on states whose expert action the policy cannot know.
+
+With `--reading`, each drawn step is also shown with a block holding its own task's procedure
+(the rule inducer's for its type and the appliance its expert uses, written from the same
+demonstrated tasks) and trained by the cross-entropy of the expert's action: on the same states,
+the block that is about the task is to be followed and the one that is not to be left alone.
 
 OUT is a run directory (the warm start's config, a start.json naming the new weights,
 consistency.jsonl with the loss terms, consistency.json with the settings and the mean KL of 48
@@ -48,6 +53,7 @@ parser.add_argument("--lr", type=float, default=2e-4)
 parser.add_argument("--weight", type=float, default=1.0)
 parser.add_argument("--from-task", type=int, default=3000)
 parser.add_argument("--tasks", type=int, default=1000)
+parser.add_argument("--reading", action="store_true")
 parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
 
@@ -70,10 +76,12 @@ groups: dict[tuple[str, str], list] = {}
 demonstrated = train[: cfg.sft.tasks]
 for task, attempt in zip(demonstrated, expert_attempts(source, demonstrated)):
     groups.setdefault((task.task_type, treated_at(attempt.actions)), []).append(attempt)
+by_key: dict[tuple[str, str], str] = {}
 procedures: dict[str, list[str]] = {}
-for (task_type, _), group in sorted(groups.items()):
+for (task_type, place), group in sorted(groups.items()):
     chosen = [a for a in group if a.won][: cfg.skills.cluster_size] or group[:1]
-    procedures.setdefault(task_type, []).append(rule_skill(chosen, task_type).text())
+    by_key[task_type, place] = rule_skill(chosen, task_type).text()
+    procedures.setdefault(task_type, []).append(by_key[task_type, place])
 rng = np.random.default_rng([args.seed, 31])
 
 
@@ -87,6 +95,12 @@ def foreign(task, goal: str) -> list[str]:
     return [procedures[others[k]][int(rng.integers(len(procedures[others[k]])))] for k in kinds]
 
 
+def own(task, goal: str) -> list[str]:
+    """The procedure of `task`'s own type and appliance (none if no demonstrated task had it)."""
+    key = (task.task_type, treated_at(source.expert(task)))
+    return [by_key[key]] if key in by_key else []
+
+
 def pairs_of(tasks) -> list[tuple[Demo, Demo]]:
     """(no block, foreign block) demonstrations of every expert step of `tasks`."""
     plain = expert_demos(source, tasks, history)
@@ -95,7 +109,10 @@ def pairs_of(tasks) -> list[tuple[Demo, Demo]]:
     return list(zip(plain, blocked))
 
 
-pairs = pairs_of(train[args.from_task : args.from_task + args.tasks])
+unseen = train[args.from_task : args.from_task + args.tasks]
+pairs = pairs_of(unseen)
+readings = expert_demos(source, unseen, history, skills=own) if args.reading else []
+assert not readings or [d.answer for d in readings] == [p.answer for p, _ in pairs]
 held_out = pairs_of(train[args.from_task + args.tasks : args.from_task + args.tasks + 48])
 held_out = [held_out[int(i)] for i in rng.choice(len(held_out), size=48, replace=False)]
 
@@ -141,20 +158,30 @@ for step in range(args.steps):
     prompts, answers = encoded([warm.demos[int(i)] for i in picked])
     logp_all, tokens, mask = policy.answer_distributions(prompts, answers)
     ce = -(logp_all.gather(-1, tokens[..., None]).squeeze(-1) * mask).sum() / mask.sum()
-    kl = consistency([pairs[int(i)] for i in order.choice(len(pairs), args.pairs, replace=False)])
+    drawn = order.choice(len(pairs), args.pairs, replace=False)
+    kl = consistency([pairs[int(i)] for i in drawn])
     loss = ce + args.weight * kl
+    read = torch.zeros(())
+    if readings:
+        prompts, answers = encoded([readings[int(i)] for i in drawn])
+        logp_all, tokens, mask = policy.answer_distributions(prompts, answers)
+        read = -(logp_all.gather(-1, tokens[..., None]).squeeze(-1) * mask).sum() / mask.sum()
+        loss = loss + read
     if not torch.isfinite(loss):
         raise FloatingPointError(f"loss became {float(loss)} at step {step}; lower --lr")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
     optimizer.step()
-    ce, kl = float(ce.detach()), float(kl.detach())
+    ce, kl, read = float(ce.detach()), float(kl.detach()), float(read.detach())
     record = {"step": step, "ce": ce, "kl": kl, "seconds": time.time() - started}
+    if readings:
+        record["reading_ce"] = read
     with open(out / "consistency.jsonl", "a") as log:
         log.write(json.dumps(record) + "\n")
     if step % 10 == 0 or step == args.steps - 1:
-        print(f"step {step}: cross-entropy {ce:.4f}, KL {kl:.4g}", flush=True)
+        reading = f", reading cross-entropy {read:.4f}" if readings else ""
+        print(f"step {step}: cross-entropy {ce:.4f}, KL {kl:.4g}{reading}", flush=True)
 after = held_out_kl()
 policy.model.eval()
 policy.save(out / "model-sft")

@@ -64,5 +64,25 @@ def test_consistency_tune_writes_a_run_the_commands_read(tmp_path, capsys):
         == 0
     )
 
+    read = tune(
+        str(warm),
+        "--out",
+        str(tmp_path / "read"),
+        "--steps",
+        "2",
+        "--from-task",
+        "100",
+        "--tasks",
+        "20",
+        "--reading",
+    )
+    assert read.returncode == 0, read.stderr
+    log = [
+        json.loads(line)
+        for line in (tmp_path / "read" / "consistency.jsonl").read_text().splitlines()
+    ]
+    assert len(log) == 2 and all(r["reading_ce"] > 0 for r in log)
+    assert "reading_ce" not in json.loads((out / "consistency.jsonl").read_text().splitlines()[0])
+
     refused = tune(str(warm), "--out", str(tmp_path / "again"), "--from-task", "3")
     assert refused.returncode != 0 and "warm start's own tasks" in refused.stderr
