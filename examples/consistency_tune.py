@@ -57,6 +57,8 @@ parser.add_argument("--reading", action="store_true")
 parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
 
+if min(args.steps, args.demos, args.pairs) < 1:
+    raise SystemExit("--steps, --demos and --pairs must each be at least 1")
 started = time.time()
 cfg, policy = load_run_policy(args.run)
 source = make_source(cfg.env)

@@ -86,3 +86,5 @@ def test_consistency_tune_writes_a_run_the_commands_read(tmp_path, capsys):
 
     refused = tune(str(warm), "--out", str(tmp_path / "again"), "--from-task", "3")
     assert refused.returncode != 0 and "warm start's own tasks" in refused.stderr
+    refused = tune(str(warm), "--out", str(tmp_path / "again"), "--pairs", "0")
+    assert refused.returncode != 0 and "at least 1" in refused.stderr
