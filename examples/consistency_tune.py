@@ -40,7 +40,15 @@ from skillvet.envs import make_source
 from skillvet.machine import machine_info
 from skillvet.rundir import write_start
 from skillvet.runs import load_run_policy
-from skillvet.sft import Demo, expert_attempts, expert_demos, lr_at, treated_at, warm_start_demos
+from skillvet.sft import (
+    Demo,
+    answer_cross_entropy,
+    expert_attempts,
+    expert_demos,
+    lr_at,
+    treated_at,
+    warm_start_demos,
+)
 from skillvet.skills.induce import rule_skill
 
 parser = argparse.ArgumentParser()
@@ -157,17 +165,13 @@ for step in range(args.steps):
     for group in optimizer.param_groups:
         group["lr"] = lr_at(step, args.steps, args.lr)
     picked = order.choice(len(warm.demos), size=args.demos, replace=False)
-    prompts, answers = encoded([warm.demos[int(i)] for i in picked])
-    logp_all, tokens, mask = policy.answer_distributions(prompts, answers)
-    ce = -(logp_all.gather(-1, tokens[..., None]).squeeze(-1) * mask).sum() / mask.sum()
+    ce = answer_cross_entropy(policy, *encoded([warm.demos[int(i)] for i in picked]))
     drawn = order.choice(len(pairs), args.pairs, replace=False)
     kl = consistency([pairs[int(i)] for i in drawn])
     loss = ce + args.weight * kl
     read = torch.zeros(())
     if readings:
-        prompts, answers = encoded([readings[int(i)] for i in drawn])
-        logp_all, tokens, mask = policy.answer_distributions(prompts, answers)
-        read = -(logp_all.gather(-1, tokens[..., None]).squeeze(-1) * mask).sum() / mask.sum()
+        read = answer_cross_entropy(policy, *encoded([readings[int(i)] for i in drawn]))
         loss = loss + read
     if not torch.isfinite(loss):
         raise FloatingPointError(f"loss became {float(loss)} at step {step}; lower --lr")

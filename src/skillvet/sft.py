@@ -257,6 +257,16 @@ class SftResult:
     """The validation whose weights the policy holds at the end (None without held-out steps)."""
 
 
+def answer_cross_entropy(
+    policy: Policy, prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]]
+) -> torch.Tensor:
+    """The mean cross-entropy of the answers' tokens after their prompts (teacher-forced), with
+    gradients."""
+    logp_all, tokens, mask = policy.answer_distributions(prompts, answers)
+    logp = logp_all.gather(-1, tokens[..., None]).squeeze(-1)
+    return -(logp * mask).sum() / mask.sum()
+
+
 def supervised(
     policy: Policy,
     demos: Sequence[Demo],
@@ -293,11 +303,7 @@ def supervised(
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg.steps, cfg.lr)
         idx = rng.choice(len(demos), size=min(cfg.batch_size, len(demos)), replace=False)
-        logp_all, tokens, mask = policy.answer_distributions(
-            [prompts[i] for i in idx], [answers[i] for i in idx]
-        )
-        logp = logp_all.gather(-1, tokens[..., None]).squeeze(-1)
-        loss = -(logp * mask).sum() / mask.sum()
+        loss = answer_cross_entropy(policy, [prompts[i] for i in idx], [answers[i] for i in idx])
         if not torch.isfinite(loss):
             raise FloatingPointError(f"SFT loss became {float(loss)} at step {step}; lower sft.lr")
         optimizer.zero_grad(set_to_none=True)
