@@ -7,6 +7,7 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -579,6 +580,69 @@ def test_with_name_skill_an_answer_shown_a_block_first_names_the_procedure_that_
         assert d.answer == f"<think>{thought}</think>{p.answer}"
         thoughts.add(thought)
     assert thoughts == {"Skill: Heat then place", "Skill: Cool then place", "Skill: none"}
+
+
+def test_a_reworded_skill_keeps_its_condition_and_what_each_step_acts_on():
+    from skillvet.skills.text import Skill
+    from skillvet.skills.wording import reword
+
+    skill = Skill(
+        "Heat then place",
+        "the task is to heat some X and put it in Y",
+        "find X; take X; go to microwave; heat X with microwave; go to Y; move X to Y",
+    )
+    rng = np.random.default_rng(0)
+    said = [reword(skill, rng) for _ in range(200)]
+    texts = {s.text() for s in said}
+    assert len(texts) > 150  # many wordings, not one
+    for s in said:
+        assert "heat some X and put it in Y" in s.when
+        assert "Heat then place" in s.title or "heat then place" in s.title
+        # every step still names what it acts on ("use microwave to heat X" turns two round)
+        names = re.findall(r"\b(X|Y|microwave)\b", s.procedure)
+        assert sorted(names) == sorted(["X", "X", "microwave", "X", "microwave", "Y", "X", "Y"])
+        assert names[:3] == ["X", "X", "microwave"] and names[-2:] in (["X", "Y"], ["Y", "X"])
+    again = [reword(skill, np.random.default_rng(0)) for _ in range(1)]
+    assert again[0] == said[0]  # a seeded draw
+    # a step of no known form and a "When" of another frame are kept as they are
+    odd = Skill("Odd", "a hot X is wanted in Y", "juggle X")
+    assert all(reword(odd, rng).when == odd.when for _ in range(20))
+    assert {reword(odd, rng).procedure.removeprefix("1) ") for _ in range(20)} == {"juggle X"}
+
+
+def test_reworded_blocks_show_many_wordings_and_the_named_skill_follows_the_task_not_the_words():
+    from skillvet.config import load_config
+    from skillvet.envs import make_source
+    from skillvet.sft import warm_start_demos
+
+    sets = [*HEAT_AND_COOL_SHOWN, "sft.foreign_share=0.5", "sft.name_skill=true"]
+    source = make_source(load_config(None, sets).env)
+
+    def blocks(reworded: float) -> list[tuple[str, str, str]]:
+        cfg = load_config(None, [*sets, f"sft.reworded={reworded}"])
+        demos = warm_start_demos(cfg, source, source.tasks("train")).demos
+        return [
+            (d.task_type, d.prompt.split("Skills that may help")[1].split("\n\n")[0], d.answer)
+            for d in demos
+            if "Skills that may help" in d.prompt
+        ]
+
+    plain, reworded = blocks(0.0), blocks(1.0)
+    assert len({b for _, b, _ in plain}) <= 6  # the inducer's few strings
+    assert len({b for _, b, _ in reworded}) > 5 * len({b for _, b, _ in plain})
+    title = {"pick_heat_then_place": "Heat then place", "pick_cool_then_place": "Cool then place"}
+    for task_type, block, answer in reworded:
+        # the task's own procedure is in the block iff its title is, in whatever frame
+        own = title[task_type].lower() in block.lower()
+        thought = f"Skill: {title[task_type]}" if own else "Skill: none"
+        assert answer.startswith(f"<think>{thought}</think>"), (block, answer)
+    assert {a.split("</think>")[0] for _, _, a in reworded} == {
+        "<think>Skill: Heat then place",
+        "<think>Skill: Cool then place",
+        "<think>Skill: none",
+    }
+    with pytest.raises(ValueError, match=r"sft\.reworded"):
+        load_config(None, ["sft.reworded=1.5"])
 
 
 def test_a_misspelt_demonstration_type_is_an_error_not_a_silent_omission():

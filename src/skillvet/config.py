@@ -259,9 +259,8 @@ class SftConfig:
     """Peak learning rate (linear warm-up over the first 5% of steps, cosine decay after)."""
     recovery: float = 0.3
     """Share of expert steps also demonstrated right after an injected invalid action (the previous
-    action repeated where it is not admissible; the environment answers "Nothing happens."),
-    answered with the expert's action: the warm start learns to go on after its own most common
-    mistake instead of repeating it."""
+    action repeated where not admissible), answered with the expert's action: the warm start
+    learns to go on after its own most common mistake instead of repeating it."""
     val_tasks: int = 50
     """Train-split tasks after the `tasks` demonstrated ones whose expert steps are held out as the
     validation set (0: none)."""
@@ -280,13 +279,11 @@ class SftConfig:
     types: list[str] = field(default_factory=list)
     """Task types to demonstrate; empty means every type of the train split."""
     skills_share: float = 0.0
-    """Share of demonstration steps whose prompt shows a skills block: the procedure of the task's
-    type (written by the rule inducer from other expert episodes) among up to two skills of other
-    types, so the model learns to read skills."""
+    """Share of demonstration steps shown a skills block: the rule inducer's procedure for the
+    task's type among up to `other_skills` of other types, so the model learns to read skills."""
     other_skills: int = 2
-    """Most procedures of other types shown beside the task's own in a skills block of a
-    demonstration (0: the block holds the task's procedure alone, so what it names is what the
-    expert does)."""
+    """Most procedures of other types shown beside the task's own in a demonstration's skills
+    block (0: the task's procedure alone, so what it names is what the expert does)."""
     writing_demos: int = 0
     """Demonstrations of skill writing: an induction prompt (K expert episodes of one type) answered
     with the rule inducer's skill, so the policy starts out able to write skills."""
@@ -297,6 +294,9 @@ class SftConfig:
     """Skill demonstrations name the skill that applies in a thought before the action: the
     title of the task's own procedure, or none (a foreign block), as `skillvet.prompts.skill_named`
     writes it. Every step shown a block then has a target for the matching."""
+    reworded: float = 0.0
+    """Share of the procedures in those blocks said in a wording drawn at random (frames, verbs,
+    joins: `skillvet.skills.wording`), so no one wording tells which procedure applies."""
     skill_worlds: list[str] = field(default_factory=list)
     """Household heaters to show skills in, one world each where only it works; a task is shown
     again where the expert acts otherwise, its block naming that heater (empty: run's world)."""
@@ -307,6 +307,7 @@ class SftConfig:
         _require(self.writing_demos >= 0, "sft.writing_demos", "must be >= 0")
         _require(self.other_skills >= 0, "sft.other_skills", "must be >= 0")
         _require(0.0 <= self.foreign_share <= 1.0, "sft.foreign_share", "must be in [0, 1]")
+        _require(0.0 <= self.reworded <= 1.0, "sft.reworded", "must be in [0, 1]")
         _require(self.tasks >= 1, "sft.tasks", "must be >= 1")
         _require(self.batch_size >= 1, "sft.batch_size", "must be >= 1")
         _require(self.lr > 0, "sft.lr", "must be > 0")

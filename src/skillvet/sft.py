@@ -28,6 +28,8 @@ from skillvet.skills.induce import (
     induction_prompt,
     rule_skill,
 )
+from skillvet.skills.text import Skill
+from skillvet.skills.wording import reword
 from skillvet.types import StepResult, Task
 from skillvet.validation import Keeper, Validation, action_kind, validate
 
@@ -162,6 +164,7 @@ def skill_demos(
     unlike: TaskSource | None = None,
     foreign: float = 0.0,
     name_skill: bool = False,
+    reworded: float = 0.0,
 ) -> list[Demo]:
     """Demonstrations that teach reading and writing skills.
 
@@ -175,7 +178,9 @@ def skill_demos(
     replayed (the same draw of tasks in each world). A `foreign` share of the shown tasks get a
     block of other types' procedures only, and the expert's actions as always. With
     `name_skill`, each answer of a shown task first names the skill that applies in a thought
-    (`skill_named`): the task's own procedure's title, or none in a foreign block.
+    (`skill_named`): the task's own procedure's title, or none in a foreign block. A `reworded`
+    share of the procedures shown (the task's own and the others alike) is said in a wording
+    drawn at random (`skillvet.skills.wording.reword`), so that no wording tells which applies.
     """
     rng = np.random.default_rng([seed, 5])
     by_type: dict[str, list[Attempt]] = {}
@@ -189,11 +194,14 @@ def skill_demos(
         key: rule_skill([a for a in group if a.won][:cluster_size] or group[:1], key[0])
         for key, group in by_key.items()
     }
-    procedures = {key: skill.text() for key, skill in induced.items()}
     types = sorted(by_type)
     commonest = {
         t: max((k for k in by_key if k[0] == t), key=lambda k: len(by_key[k])) for t in types
     }
+    shows_own: dict[Task, bool] = {}
+
+    def said(skill: Skill) -> str:
+        return (reword(skill, rng) if reworded > 0 and rng.random() < reworded else skill).text()
 
     def block_of(task: Task, goal: str) -> list[str]:
         """The task's own procedure and 0 to `other_skills` of other types (each its commonest),
@@ -203,8 +211,9 @@ def skill_demos(
         others_only = foreign > 0 and bool(others) and rng.random() < foreign
         fewest = 1 if others_only else 0
         count = int(rng.integers(fewest, max(other_skills, fewest) + 1)) if others else 0
-        own = [] if others_only else [procedures[key_of[task]]]
-        block = [*own, *(procedures[commonest[t]] for t in order[:count])]
+        own = [] if others_only else [said(induced[key_of[task]])]
+        block = [*own, *(said(induced[commonest[t]]) for t in order[:count])]
+        shows_own[task] = not others_only
         return [block[i] for i in rng.permutation(len(block))]
 
     shown = [t for t in tasks if rng.random() < share]
@@ -212,8 +221,7 @@ def skill_demos(
         shown = [t for t in shown if source.expert(t) != unlike.expert(t)]
 
     def named(task: Task, block: Sequence[str]) -> str:
-        own = procedures[key_of[task]] in block
-        return skill_named(induced[key_of[task]].title if own else None)
+        return skill_named(induced[key_of[task]].title if shows_own[task] else None)
 
     think = named if name_skill else None
     demos = expert_demos(source, shown, history_length, skills=block_of, think=think)
@@ -413,6 +421,7 @@ def warm_start_demos(
             unlike=worlds[0] if k else None,
             foreign=sft.foreign_share,
             name_skill=sft.name_skill,
+            reworded=sft.reworded,
         )
     val = expert_demos(source, held_out, history, on_task=on_task)
     return WarmStartDemos(demos, val, len(tasks), played)
