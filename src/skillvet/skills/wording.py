@@ -1,4 +1,4 @@
-"""A skill said in other words (pure functions).
+"""A skill said in other words (functions of a skill and a random generator, no state).
 
 Every skill a warm start shows comes from one writer, the rule inducer, in one wording: a
 handful of distinct strings per world. A policy can then learn to follow or ignore a block by
