@@ -150,13 +150,17 @@ def procedure(actions: Sequence[str], x: str | None, y: str | None) -> tuple[str
     return tuple(out)
 
 
+WHEN_PREFIX = "the task is to "
+"""How the rule inducer's "When" line opens; the goal's pattern follows."""
+
+
 def _when(goal: str, x: str | None, y: str | None) -> str:
     pattern = goal.strip().rstrip(".").lower()
     if x:
         pattern = re.sub(rf"\b{re.escape(x)}\b", "X", pattern)
     if y:
         pattern = re.sub(rf"\b{re.escape(y)}\b", "Y", pattern)
-    return f"the task is to {pattern}"
+    return WHEN_PREFIX + pattern
 
 
 def rule_skill(attempts: Sequence[Attempt], task_type: str) -> Skill:

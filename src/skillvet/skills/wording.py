@@ -16,6 +16,7 @@ import re
 
 import numpy as np
 
+from skillvet.skills.induce import WHEN_PREFIX
 from skillvet.skills.text import Skill
 
 _TITLES = ("{t}", "How to {low}", "{t} (routine)", "Routine: {low}", "{t}, step by step")
@@ -72,8 +73,8 @@ def reword(skill: Skill, rng: np.random.Generator) -> Skill:
         t=skill.title, low=skill.title[:1].lower() + skill.title[1:]
     )
     when = skill.when
-    if when.startswith("the task is to "):
-        pattern = when[len("the task is to ") :]
+    if when.startswith(WHEN_PREFIX):
+        pattern = when.removeprefix(WHEN_PREFIX)
         when = _WHENS[int(rng.integers(len(_WHENS)))].format(p=pattern)
     steps = [reword_step(s, rng) for s in skill.procedure.split(";") if s.strip()]
     join = _JOINS[int(rng.integers(len(_JOINS)))]
